@@ -1,0 +1,44 @@
+"""The committed submission: the .pt loads as the course's grader would load it, and the CSV agrees with it."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import REPO
+
+PT = REPO / "StudentID_submission.pt"
+CSV = REPO / "StudentID_submission.csv"
+METRICS = REPO / "metrics.json"
+
+
+@pytest.fixture(scope="module")
+def test_set(nb, cifar_dir):
+    _, _, images, labels = nb.load_cifar10(cifar_dir)
+    return images, labels
+
+
+def test_pt_is_a_small_fp16_state_dict():
+    assert PT.stat().st_size < 6e6
+    state = torch.load(PT)  # the default weights_only=True: tensors only, no pickled code
+    floats = [t for t in state.values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float16 for t in floats)
+
+
+def test_csv_format_and_accuracy(test_set):
+    _, labels = test_set
+    csv = pd.read_csv(CSV)
+    assert list(csv.columns) == ["id", "label"]
+    assert csv["id"].tolist() == list(range(10_000))
+    assert csv["label"].between(0, 9).all() and csv["label"].dtype.kind == "i"
+    accuracy = (torch.tensor(csv["label"].to_numpy()) == labels).double().mean().item()
+    assert accuracy >= 0.91
+    assert accuracy == pytest.approx(json.loads(METRICS.read_text())["test_accuracy"], abs=1e-12)
+
+
+def test_pt_reproduces_the_csv(nb, test_set):
+    images, _ = test_set
+    model = nb.myResNet()
+    model.load_state_dict(torch.load(PT))
+    expected = pd.read_csv(CSV)["label"].to_numpy()[:1000]
+    assert nb.predict(model, images[:1000]).tolist() == expected.tolist()
