@@ -7,7 +7,7 @@ import papermill
 import pytest
 import torch
 
-from conftest import NOTEBOOK, REPO
+from tools.notebook import NOTEBOOK, REPO
 
 SMOKE = dict(TRAIN_SUBSET=1000, TEST_SUBSET=1000, EPOCHS=1, BATCH_SIZE=250, COMPILE=False, DOWNLOAD=False,
              DEVICE="cpu")

@@ -4,7 +4,7 @@ import re
 
 import torch.nn as nn
 
-from conftest import code_cells
+from tools.notebook import code_cells
 
 # Part 5 as handed out. Any edit to the notebook's Part 5 cell fails here.
 PART5 = '''# Part 5: DO NOT MODIFY

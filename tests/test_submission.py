@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO
+from tools.notebook import REPO
 
 PT = REPO / "StudentID_submission.pt"
 CSV = REPO / "StudentID_submission.csv"

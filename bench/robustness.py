@@ -1,0 +1,153 @@
+"""How well a submission .pt holds up off the clean CIFAR-10 test set: other sizes, grayscale, corruptions.
+
+    python bench/robustness.py                          # the committed StudentID_submission.pt, all 10,000 images
+    python bench/robustness.py --pt other.pt --images 2000
+
+The model and its loader come from the notebook. Everything is computed from the CIFAR-10 test set, with a
+fixed seed, nothing downloaded. The corruption suite is ten corruptions at five severities. Its constants
+follow CIFAR-10-C (Hendrycks & Dietterich, 2019, "Benchmarking Neural Network Robustness to Common Corruptions
+and Perturbations") where the operation is the same; brightness and saturation act in RGB here, not in HSV.
+The corruptions are split in two halves: choose recipes on TUNE only, and report HELD_OUT separately.
+"""
+import argparse
+import io
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools.notebook import REPO, definitions  # noqa: E402
+
+GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601 luma
+
+
+def luma(x):
+    return (x * GRAY).sum(1, keepdim=True)
+
+
+def gaussian_noise(x, sigma, g):
+    return x + torch.randn(x.shape, generator=g) * sigma
+
+
+def shot_noise(x, photons, g):
+    return torch.poisson(x * photons, generator=g) / photons
+
+
+def impulse_noise(x, amount, g):
+    u = torch.rand(x.shape, generator=g)
+    return torch.where(u < amount / 2, 0.0, torch.where(u > 1 - amount / 2, 1.0, x))
+
+
+def speckle_noise(x, sigma, g):
+    return x + x * torch.randn(x.shape, generator=g) * sigma
+
+
+def gaussian_blur(x, sigma, g):
+    radius = max(1, int(3 * sigma + 0.5))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1.0) / sigma) ** 2)
+    taps = (taps / taps.sum()).repeat(3, 1, 1, 1)  # 3×1×1×K, one filter per channel
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), taps, groups=3)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), taps.transpose(2, 3), groups=3)
+
+
+def contrast(x, factor, g):
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * factor + mean
+
+
+def brightness(x, offset, g):
+    return x + offset
+
+
+def saturate(x, factor, g):
+    gray = luma(x)
+    return gray + (x - gray) * factor
+
+
+def jpeg(x, quality, g):
+    out = []
+    for image in (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy():
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+        out.append(torch.from_numpy(np.array(PIL.Image.open(buffer))))
+    return torch.stack(out).permute(0, 3, 1, 2).float() / 255
+
+
+def pixelate(x, fraction, g):
+    h, w = x.shape[-2:]
+    small = F.interpolate(x, size=(int(h * fraction), int(w * fraction)), mode="area")
+    return F.interpolate(small, size=(h, w), mode="nearest")
+
+
+# name: (function, five severities)
+CORRUPTIONS = {
+    "gaussian_noise": (gaussian_noise, (0.04, 0.06, 0.08, 0.09, 0.10)),   # std on [0, 1]
+    "shot_noise": (shot_noise, (500, 250, 100, 75, 50)),                   # photons at full intensity
+    "impulse_noise": (impulse_noise, (0.01, 0.02, 0.03, 0.05, 0.07)),      # share of salt-and-pepper pixels
+    "speckle_noise": (speckle_noise, (0.06, 0.10, 0.12, 0.16, 0.20)),      # multiplicative noise std
+    "gaussian_blur": (gaussian_blur, (0.4, 0.6, 0.7, 0.8, 1.0)),           # kernel std in pixels
+    "contrast": (contrast, (0.75, 0.5, 0.4, 0.3, 0.15)),                   # factor on the distance to the mean
+    "brightness": (brightness, (0.05, 0.1, 0.15, 0.2, 0.3)),               # added to every channel
+    "saturate": (saturate, (0.3, 0.1, 1.5, 2.0, 2.5)),                     # factor on the distance to gray
+    "jpeg": (jpeg, (80, 65, 58, 50, 40)),                                  # JPEG quality
+    "pixelate": (pixelate, (0.95, 0.9, 0.85, 0.75, 0.65)),                 # downscale factor, then nearest up
+}
+TUNE = ("gaussian_noise", "gaussian_blur", "contrast", "saturate", "jpeg")
+HELD_OUT = ("shot_noise", "impulse_noise", "speckle_noise", "brightness", "pixelate")
+SIZES = ((24, 24), (40, 40), (64, 64), (96, 96), (32, 48))
+
+
+def evaluate(nb, model, images, labels, transform, batch_size=500, seed=0):
+    """Accuracy of model on transform(images in [0, 1]) clamped to [0, 1], as a percentage."""
+    g = torch.Generator().manual_seed(seed)
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = transform(images[i:i + batch_size].float() / 255, g).clamp(0, 1)
+            correct += (model(x).argmax(1) == labels[i:i + batch_size]).sum().item()
+    return 100 * correct / len(images)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pt", type=Path, default=REPO / "StudentID_submission.pt")
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data")
+    parser.add_argument("--images", type=int, default=10_000, help="the first N test images")
+    args = parser.parse_args()
+
+    nb = definitions(DEVICE="cpu")
+    model = nb.load_submission(args.pt)
+    _, _, images, labels = nb.load_cifar10(args.data_dir)
+    images, labels = images[:args.images], labels[:args.images]
+    print(f"{args.pt.name} on the first {len(images):,} CIFAR-10 test images\n")
+
+    clean = evaluate(nb, model, images, labels, lambda x, g: x)
+    print(f"{'clean 32×32':<24} {clean:6.2f}")
+    for h, w in SIZES:
+        resized = evaluate(nb, model, images, labels,
+                           lambda x, g: F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
+                                                      antialias=h < 32))
+        print(f"{f'resized {h}×{w}':<24} {resized:6.2f}  ({resized - clean:+.2f})")
+    gray = evaluate(nb, model, images, labels, lambda x, g: luma(x).expand(-1, 3, -1, -1))
+    print(f"{'grayscale':<24} {gray:6.2f}  ({gray - clean:+.2f})\n")
+
+    print(f"{'corruption':<16}" + "".join(f"{f's{s}':>7}" for s in range(1, 6)) + f"{'mean':>8}  half")
+    means = {}
+    for name, (corrupt, severities) in CORRUPTIONS.items():
+        scores = [evaluate(nb, model, images, labels, lambda x, g: corrupt(x, level, g), seed=s)
+                  for s, level in enumerate(severities)]
+        means[name] = statistics.mean(scores)
+        print(f"{name:<16}" + "".join(f"{a:7.2f}" for a in scores) + f"{means[name]:8.2f}  "
+              + ("tune" if name in TUNE else "held-out"), flush=True)
+    print(f"\ncorruption mean: all {statistics.mean(means.values()):.2f}, "
+          f"tune {statistics.mean(means[n] for n in TUNE):.2f}, "
+          f"held-out {statistics.mean(means[n] for n in HELD_OUT):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The benchmark scripts' own logic: override parsing and the corruption suite."""
+import pytest
+import torch
+
+from bench.bench import parse_override
+from bench.robustness import CORRUPTIONS, HELD_OUT, TUNE
+
+
+def test_parse_override():
+    assert parse_override("EPOCHS=3") == ("EPOCHS", 3)
+    assert parse_override("TRAIN_SUBSET=None") == ("TRAIN_SUBSET", None)
+    assert parse_override("DEVICE=cuda") == ("DEVICE", "cuda")
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        parse_override("EPOCHS")
+
+
+def test_halves_split_the_suite():
+    assert set(TUNE) | set(HELD_OUT) == set(CORRUPTIONS) and not set(TUNE) & set(HELD_OUT)
+    assert len(CORRUPTIONS) >= 8 and all(len(levels) == 5 for _, levels in CORRUPTIONS.values())
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_corruption_keeps_shape_and_grows_with_severity(name):
+    corrupt, levels = CORRUPTIONS[name]
+    x = torch.rand(1, 3, 32, 32).expand(8, -1, -1, -1) * 0.8 + 0.1
+    changes = []
+    for level in levels:
+        y = corrupt(x, level, torch.Generator().manual_seed(0)).clamp(0, 1)
+        assert y.shape == x.shape and y.dtype == torch.float32
+        changes.append((y - x).abs().mean().item())
+    assert changes[0] > 0
+    if name != "saturate":  # saturate goes from desaturated to oversaturated by design
+        assert changes[-1] > changes[0]
