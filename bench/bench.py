@@ -1,7 +1,7 @@
 """Benchmark the notebook: run it with papermill per seed and print accuracy, time and training compute.
 
     python bench/bench.py --seeds 0 1 2                 # full default runs
-    python bench/bench.py --proxy --seeds 0 1 2         # quick proxy: 10k training images, 4 epochs, 2k test
+    python bench/bench.py --proxy --seeds 0 1 2         # quick proxy: 2 epochs on all 50k, 2k test images
     python bench/bench.py --proxy -p LABEL_SMOOTHING=0  # an ablation: any notebook parameter, as a Python literal
 
 Each run goes to a temporary OUTPUT_DIR, never over the committed submission. Every result is appended to
@@ -28,7 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.notebook import NOTEBOOK, REPO, definitions  # noqa: E402
 
-PROXY = dict(TRAIN_SUBSET=10_000, TEST_SUBSET=2_000, EPOCHS=4)
+# 2 epochs on all 50k images (194 steps). A 76-step proxy (10k images, 4 epochs) scored 44% ± 3: it ranked nothing.
+PROXY = dict(TEST_SUBSET=2_000, EPOCHS=2)
 RESULTS = REPO / "bench" / "results.csv"
 FIELDS = ["when", "commit", "mode", "overrides", "seed", "test_accuracy", "test_images", "train_seconds",
           "device", "device_name", "train_pflop", "pt_bytes", "epochs", "train_images"]
