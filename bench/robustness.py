@@ -102,7 +102,7 @@ HELD_OUT = ("shot_noise", "impulse_noise", "speckle_noise", "brightness", "pixel
 SIZES = ((24, 24), (40, 40), (64, 64), (96, 96), (32, 48))
 
 
-def evaluate(nb, model, images, labels, transform, batch_size=500, seed=0):
+def evaluate(model, images, labels, transform, batch_size=500, seed=0):
     """Accuracy of model on transform(images in [0, 1]) clamped to [0, 1], as a percentage."""
     g = torch.Generator().manual_seed(seed)
     correct = 0
@@ -126,20 +126,20 @@ def main():
     images, labels = images[:args.images], labels[:args.images]
     print(f"{args.pt.name} on the first {len(images):,} CIFAR-10 test images\n")
 
-    clean = evaluate(nb, model, images, labels, lambda x, g: x)
+    clean = evaluate(model, images, labels, lambda x, g: x)
     print(f"{'clean 32×32':<24} {clean:6.2f}")
     for h, w in SIZES:
-        resized = evaluate(nb, model, images, labels,
+        resized = evaluate(model, images, labels,
                            lambda x, g: F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
                                                       antialias=h < 32))
         print(f"{f'resized {h}×{w}':<24} {resized:6.2f}  ({resized - clean:+.2f})")
-    gray = evaluate(nb, model, images, labels, lambda x, g: luma(x).expand(-1, 3, -1, -1))
+    gray = evaluate(model, images, labels, lambda x, g: luma(x).expand(-1, 3, -1, -1))
     print(f"{'grayscale':<24} {gray:6.2f}  ({gray - clean:+.2f})\n")
 
     print(f"{'corruption':<16}" + "".join(f"{f's{s}':>7}" for s in range(1, 6)) + f"{'mean':>8}  half")
     means = {}
     for name, (corrupt, severities) in CORRUPTIONS.items():
-        scores = [evaluate(nb, model, images, labels, lambda x, g: corrupt(x, level, g), seed=s)
+        scores = [evaluate(model, images, labels, lambda x, g: corrupt(x, level, g), seed=s)
                   for s, level in enumerate(severities)]
         means[name] = statistics.mean(scores)
         print(f"{name:<16}" + "".join(f"{a:7.2f}" for a in scores) + f"{means[name]:8.2f}  "
