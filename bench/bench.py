@@ -75,7 +75,7 @@ def main():
 
     overrides = dict(args.overrides)
     parameters = dict(PROXY if args.proxy else {}, DOWNLOAD=False, **overrides)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     rows = []
     for seed in args.seeds:

@@ -41,7 +41,7 @@ def test_truncated_batch_names_the_file(nb, tmp_path):
 
 def test_pt_of_another_architecture_is_a_clear_error(nb, tmp_path):
     path = tmp_path / "other.pt"
-    torch.save(nb.myResNet(widths=(16, 32, 64, 96)).state_dict(), path)
+    torch.save(nb.myResNet(widths=(16, 32, 64)).state_dict(), path)
     with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet") as info:
         nb.load_submission(path)
     assert "size mismatch" not in str(info.value)
@@ -73,9 +73,10 @@ def test_failed_write_keeps_the_old_file(nb, tmp_path):
 
 
 def test_non_finite_loss_stops_training(nb):
-    model = nb.myResNet(widths=(8, 8, 8, 8))
+    model = nb.myResNet(widths=(8, 8, 8))
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (64,))
     with pytest.raises(FloatingPointError, match="lower LR"):
-        nb.train(model, images, labels, epochs=1, batch_size=32, lr=1e30, warmup_fraction=0.1, momentum=0.9,
-                 weight_decay=0, label_smoothing=0, translate=2, compile_model=False)
+        nb.train(model, images, labels, epochs=1, batch_size=32, lr=1e30, shift_lr_scale=1, warmup_fraction=0.1,
+                 momentum=0.9, weight_decay=0, label_smoothing=0, translate=2, lookahead_every=5,
+                 compile_model=False)

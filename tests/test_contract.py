@@ -1,6 +1,7 @@
 """Part 7 and the model contract: RGB in [0, 1] of any size >= 32 in, N×10 logits out, under 6 MB."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +26,45 @@ def test_builds_with_no_arguments_and_fits_6_mb(nb, model):
     assert sum(t.numel() * t.element_size() for t in nb.fp16_state_dict(model).values()) < fp32_bytes / 1.9
 
 
-def test_eval_averages_the_mirror_image(model):
+def test_eval_averages_six_views(nb, model):
+    """The image and its one-pixel diagonal shifts, each with its mirror image, weighted 1/2, 1/4, 1/4."""
     model.eval()
     x = torch.rand(2, 3, 32, 32)
+    padded = nb.reflect_pad(x, 1)
+    views = [x, padded[..., :-2, :-2], padded[..., 2:, 2:]]
     with torch.no_grad():
-        torch.testing.assert_close(model(x), model(x.flip(-1)), rtol=1e-5, atol=1e-5)
+        mirrored = [(model.logits(v) + model.logits(v.flip(-1))) / 2 for v in views]
+        torch.testing.assert_close(model(x), mirrored[0] / 2 + (mirrored[1] + mirrored[2]) / 4,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("height,width", [(96, 96), (64, 64), (33, 57), (24, 24), (32, 48)])
+def test_resize_is_antialiased_bilinear(nb, height, width):
+    x = torch.rand(2, 3, height, width)
+    expected = F.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    torch.testing.assert_close(nb.resize(x, 32), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_resize_leaves_32_pixels_alone(nb):
+    x = torch.rand(2, 3, 32, 32)
+    assert nb.resize(x, 32) is x
+
+
+def test_upsampled_input_scores_like_the_original(model):
+    """A 32×32 image upsampled to 96×96 is brought back to (nearly) itself before the network sees it."""
+    model.eval()
+    x = F.interpolate(torch.rand(4, 3, 8, 8), size=32, mode="bilinear")  # smooth, like a photo
+    with torch.no_grad():
+        for size in (64, 96):
+            big = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            torch.testing.assert_close(model(big), model(x), rtol=0, atol=0.05)
+
+
+def test_grayscale_is_repeated_to_rgb(model):
+    model.eval()
+    gray = torch.rand(2, 1, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(model(gray), model(gray.expand(-1, 3, -1, -1)))
 
 
 def test_uint8_input_is_rescaled(model):

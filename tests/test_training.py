@@ -1,0 +1,57 @@
+"""The pieces of the training recipe: whitening stem, dirac initialization, frozen BN scale, lookahead, schedule."""
+import torch
+
+
+def test_whitening_filters_decorrelate_patches(nb):
+    mixing = torch.randn(12, 12)
+    patches = (torch.randn(20_000, 12) @ mixing).view(-1, 3, 2, 2)  # strongly correlated
+    filters = nb.whitening_filters(patches, eps=0)
+    assert filters.shape == (24, 3, 2, 2)
+    torch.testing.assert_close(filters[12:], -filters[:12])
+    outputs = patches.flatten(1) @ filters[:12].flatten(1).T
+    torch.testing.assert_close(outputs.T @ outputs / len(outputs), torch.eye(12), rtol=0, atol=1e-3)
+
+
+def test_whiten_from_sets_the_frozen_stem(nb):
+    model = nb.myResNet()
+    images = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8)
+    before = model.whiten.conv.weight.clone()
+    model.whiten_from(images)
+    assert not model.whiten.conv.weight.requires_grad
+    assert not torch.equal(before, model.whiten.conv.weight)
+    x = model.normalize(images.float() / 255)
+    out = torch.nn.functional.conv2d(x, model.whiten.conv.weight[:12]).permute(1, 0, 2, 3).flatten(1)
+    torch.testing.assert_close(out @ out.T / out.shape[1], torch.eye(12), rtol=0, atol=0.05)
+
+
+def test_convolutions_start_as_identity_and_bn_scale_is_frozen(nb):
+    model = nb.myResNet()
+    convs = [m.conv for m in model.modules() if isinstance(m, nb.myConvolution) and m.conv.kernel_size == (3, 3)]
+    assert len(convs) == 9
+    for conv in convs:
+        n = min(conv.weight.shape[:2])
+        expected = torch.zeros_like(conv.weight[:n])
+        expected[torch.arange(n), torch.arange(n), 1, 1] = 1
+        torch.testing.assert_close(conv.weight[:n], expected)
+    norms = [m for m in model.modules() if isinstance(m, nb.myBatchNorm)]
+    assert norms and all(not m.gamma.requires_grad and m.beta.requires_grad and m.momentum == nb.BN_MOMENTUM
+                         for m in norms)
+
+
+def test_lookahead_moves_the_average_and_resets_the_weights(nb):
+    model = nb.myBatchNorm(3)
+    with torch.no_grad():
+        model.beta.fill_(1.0)
+    average = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    nb.lookahead(model, average, decay=0.75)
+    torch.testing.assert_close(model.beta.detach(), torch.full((3,), 0.25))
+    torch.testing.assert_close(average["beta"], torch.full((3,), 0.25))
+    nb.lookahead(model, {k: v * 0 for k, v in average.items()}, decay=1.0)
+    assert model.beta.abs().sum() == 0
+
+
+def test_learning_rate_schedule(nb):
+    factors = [nb.lr_factor(s, 100, 20) for s in range(100)]
+    assert factors[0] == 0.2 and factors[20] == 1.0 and factors[-1] == 1 / 80
+    assert all(a < b for a, b in zip(factors[:20], factors[1:21]))
+    assert all(a > b for a, b in zip(factors[20:], factors[21:]))
