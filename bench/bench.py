@@ -3,9 +3,12 @@
     python bench/bench.py --seeds 0 1 2                 # full default runs
     python bench/bench.py --proxy --seeds 0 1 2         # quick proxy: 2 epochs on all 50k, 2k test images
     python bench/bench.py --proxy -p LABEL_SMOOTHING=0  # an ablation: any notebook parameter, as a Python literal
+    python bench/bench.py --record metrics.json         # add a run made outside this script (the committed one)
+    python bench/bench.py --show 1a2b3c4                # the table of the full runs of one commit, from results.csv
 
 Each run goes to a temporary OUTPUT_DIR, never over the committed submission. Every result is appended to
 bench/results.csv (with the commit, the machine and the overrides), so the table accumulates across sessions.
+The commit is HEAD's, marked "-dirty" when the notebook's code cells differ from HEAD's.
 Training compute counts the convolutions' forward and backward FLOPs (torch.utils.flop_counter) of one step,
 times the number of steps.
 """
@@ -26,7 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tools.notebook import NOTEBOOK, REPO, definitions  # noqa: E402
+from tools.notebook import NOTEBOOK, REPO, code_cells, definitions  # noqa: E402
 
 # 2 epochs on all 50k images (194 steps). A 76-step proxy (10k images, 4 epochs) scored 44% ± 3: it ranked nothing.
 PROXY = dict(TEST_SUBSET=2_000, EPOCHS=2)
@@ -65,46 +68,87 @@ def run(parameters, seed):
         return json.loads((Path(out) / "metrics.json").read_text())
 
 
+def code_version():
+    """HEAD's short hash, with "-dirty" when the notebook's code differs from HEAD's (outputs do not count)."""
+    git = lambda *args: subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    with tempfile.NamedTemporaryFile("w", suffix=".ipynb") as head:
+        head.write(git("show", f"HEAD:{NOTEBOOK.name}"))
+        head.flush()
+        same = code_cells(notebook=head.name) == code_cells()
+    return commit if same else f"{commit}-dirty"
+
+
+def append_row(row):
+    new_file = not RESULTS.exists()
+    with RESULTS.open("a", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        if new_file:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def make_row(metrics, mode, overrides, parameters, commit):
+    row = {"when": time.strftime("%Y-%m-%d %H:%M"), "commit": commit, "mode": mode,
+           "overrides": json.dumps(overrides, sort_keys=True),
+           "train_pflop": round(train_pflop(parameters, metrics["train_images"]), 4),
+           **{k: metrics[k] for k in FIELDS if k in metrics}}
+    row["train_seconds"] = round(row["train_seconds"], 1)
+    return row
+
+
+def print_table(rows, title):
+    print(f"\n{title}")
+    print(f"{'seed':>4} {'test acc %':>10} {'train s':>8} {'PFLOP':>7} {'.pt bytes':>10}  device")
+    for r in rows:
+        print(f"{r['seed']:>4} {100 * float(r['test_accuracy']):>10.2f} {float(r['train_seconds']):>8.0f} "
+              f"{float(r['train_pflop']):>7.3f} {int(r['pt_bytes']):>10,}  {r['device_name']}")
+    accuracies = [100 * float(r["test_accuracy"]) for r in rows]
+    seconds = [float(r["train_seconds"]) for r in rows]
+    spread = statistics.stdev(accuracies) if len(rows) > 1 else 0.0
+    print(f"mean {statistics.mean(accuracies):.2f}% ± {spread:.2f} (std over {len(rows)} seeds, "
+          f"min {min(accuracies):.2f}, max {max(accuracies):.2f}), {statistics.mean(seconds):.0f} s per run")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--proxy", action="store_true", help=f"quick proxy runs: {PROXY}")
     parser.add_argument("-p", dest="overrides", type=parse_override, action="append", default=[],
                         metavar="KEY=VALUE", help="a notebook parameter (repeatable)")
+    parser.add_argument("--record", type=Path, metavar="METRICS_JSON",
+                        help="append the full default run that wrote this metrics.json, instead of running")
+    parser.add_argument("--show", metavar="COMMIT", help="print the full runs of COMMIT from results.csv and exit")
     args = parser.parse_args()
+
+    if args.show:
+        with RESULTS.open() as f:
+            rows = [r for r in csv.DictReader(f) if r["commit"] == args.show and r["mode"] == "full"]
+        if not rows:
+            sys.exit(f"no full runs of commit {args.show} in {RESULTS}")
+        print_table(rows, f"full runs of commit {args.show}, from {RESULTS.relative_to(REPO)}")
+        return
+
+    commit = code_version()
+    if args.record:
+        metrics = json.loads(args.record.read_text())
+        if metrics["train_seconds"] is None or metrics["test_images"] != 10_000:
+            sys.exit(f"{args.record} is not from a full training run (TRAIN = False, or a test subset)")
+        row = make_row(metrics, "full", {}, dict(DOWNLOAD=False), commit)
+        append_row(row)
+        print_table([row], f"recorded {args.record}, commit {commit}")
+        return
 
     overrides = dict(args.overrides)
     parameters = dict(PROXY if args.proxy else {}, DOWNLOAD=False, **overrides)
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
     rows = []
     for seed in args.seeds:
-        metrics = run(parameters, seed)
-        row = {"when": time.strftime("%Y-%m-%d %H:%M"), "commit": commit, "mode": "proxy" if args.proxy else "full",
-               "overrides": json.dumps(overrides, sort_keys=True), "seed": seed,
-               "train_pflop": round(train_pflop(parameters, metrics["train_images"]), 4),
-               **{k: metrics[k] for k in FIELDS if k in metrics}}
-        row["train_seconds"] = round(row["train_seconds"], 1)
+        row = make_row(run(parameters, seed), "proxy" if args.proxy else "full", overrides, parameters, commit)
+        append_row(row)
         rows.append(row)
-        new_file = not RESULTS.exists()
-        with RESULTS.open("a", newline="") as f:
-            writer = csv.DictWriter(f, FIELDS)
-            if new_file:
-                writer.writeheader()
-            writer.writerow(row)
         print(f"seed {seed}: {100 * row['test_accuracy']:.2f}% in {row['train_seconds']:.0f} s", flush=True)
-
-    print(f"\n{'proxy' if args.proxy else 'full'} runs, overrides {overrides or 'none'}, commit {commit}, "
-          f"{platform.node()}")
-    print(f"{'seed':>4} {'test acc %':>10} {'train s':>8} {'PFLOP':>7} {'.pt bytes':>10}  device")
-    for r in rows:
-        print(f"{r['seed']:>4} {100 * r['test_accuracy']:>10.2f} {r['train_seconds']:>8.0f} {r['train_pflop']:>7.3f} "
-              f"{r['pt_bytes']:>10,}  {r['device_name']}")
-    accuracies = [100 * r["test_accuracy"] for r in rows]
-    seconds = [r["train_seconds"] for r in rows]
-    spread = statistics.stdev(accuracies) if len(rows) > 1 else 0.0
-    print(f"mean {statistics.mean(accuracies):.2f}% ± {spread:.2f} (std over {len(rows)} seeds, "
-          f"min {min(accuracies):.2f}, max {max(accuracies):.2f}), {statistics.mean(seconds):.0f} s per run")
+    print_table(rows, f"{'proxy' if args.proxy else 'full'} runs, overrides {overrides or 'none'}, "
+                      f"commit {commit}, {platform.node()}")
 
 
 if __name__ == "__main__":
