@@ -3,7 +3,8 @@
     python bench/bench.py --seeds 0 1 2                 # full default runs
     python bench/bench.py --proxy --seeds 0 1 2         # quick proxy: 2 epochs on all 50k, 2k test images
     python bench/bench.py --proxy -p LABEL_SMOOTHING=0  # an ablation: any notebook parameter, as a Python literal
-    python bench/bench.py --record metrics.json         # add a run made outside this script (the committed one)
+    python bench/bench.py --record metrics.json         # add a run made outside this script (the committed one;
+                                                        # give its -p overrides, if any)
     python bench/bench.py --show 1a2b3c4                # the table of the full runs of one commit, from results.csv
 
 Each run goes to a temporary OUTPUT_DIR, never over the committed submission. Every result is appended to
@@ -134,7 +135,8 @@ def main():
         metrics = json.loads(args.record.read_text())
         if metrics["train_seconds"] is None or metrics["test_images"] != 10_000:
             sys.exit(f"{args.record} is not from a full training run (TRAIN = False, or a test subset)")
-        row = make_row(metrics, "full", {}, dict(DOWNLOAD=False), commit)
+        overrides = dict(args.overrides)  # the -p values the run was made with, if any
+        row = make_row(metrics, "full", overrides, dict(DOWNLOAD=False, **overrides), commit)
         append_row(row)
         print_table([row], f"recorded {args.record}, commit {commit}")
         return

@@ -38,20 +38,29 @@ def test_eval_averages_six_views(nb, model):
                                    rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("height,width", [(96, 96), (64, 64), (33, 57), (24, 24), (32, 48)])
-def test_resize_is_antialiased_bilinear(nb, height, width):
-    x = torch.rand(2, 3, height, width)
-    expected = F.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
-    torch.testing.assert_close(nb.resize(x, 32), expected, rtol=1e-4, atol=1e-4)
+def area_resample(x, dim, size):
+    """Exact area resampling along one axis: repeat every pixel `size` times, then average runs of the old length."""
+    length = x.shape[dim]
+    stretched = x.repeat_interleave(size, dim=dim).movedim(dim, -1)
+    return stretched.reshape(*stretched.shape[:-1], size, length).mean(-1).movedim(-1, dim)
 
 
-def test_resize_leaves_32_pixels_alone(nb):
-    x = torch.rand(2, 3, 32, 32)
-    assert nb.resize(x, 32) is x
+@pytest.mark.parametrize("height,width", [(96, 96), (64, 64), (33, 57), (32, 48), (50, 32)])
+def test_long_sides_are_area_resampled_to_32(nb, height, width):
+    x = torch.rand(2, 3, height, width, dtype=torch.float64)
+    expected = area_resample(area_resample(x, 2, 32), 3, 32)
+    torch.testing.assert_close(nb.shrink(x.float(), 32), expected.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_short_sides_are_kept(nb):
+    small = torch.rand(2, 3, 24, 32)
+    assert nb.shrink(small, 32) is small
+    x = torch.rand(2, 3, 24, 40, dtype=torch.float64)
+    torch.testing.assert_close(nb.shrink(x.float(), 32), area_resample(x, 3, 32).float(), rtol=1e-5, atol=1e-5)
 
 
 def test_upsampled_input_scores_like_the_original(model):
-    """A 32×32 image upsampled to 96×96 is brought back to (nearly) itself before the network sees it."""
+    """A 32×32 image enlarged to 64 or 96 pixels is brought back to (nearly) itself before the network sees it."""
     model.eval()
     x = F.interpolate(torch.rand(4, 3, 8, 8), size=32, mode="bilinear")  # smooth, like a photo
     with torch.no_grad():
@@ -74,6 +83,7 @@ def test_uint8_input_is_rescaled(model):
         torch.testing.assert_close(model(x), model(x.float() / 255))
 
 
-def test_wrong_layout_is_a_clear_error(model):
+@pytest.mark.parametrize("shape", [(2, 32, 32, 3), (2, 3, 8, 8), (3, 32, 32)])
+def test_wrong_layout_or_tiny_image_is_a_clear_error(model, shape):
     with pytest.raises(ValueError, match="N×3×H×W"):
-        model(torch.rand(2, 32, 32, 3))
+        model(torch.rand(*shape))
