@@ -132,8 +132,11 @@ def main():
 
     commit = code_version()
     if args.record:
-        metrics = json.loads(args.record.read_text())
-        if metrics["train_seconds"] is None or metrics["test_images"] != 10_000:
+        try:
+            metrics = json.loads(args.record.read_text())
+        except (OSError, ValueError) as err:
+            sys.exit(f"{args.record} is not a readable metrics.json written by the notebook ({err})")
+        if metrics.get("train_seconds") is None or metrics.get("test_images") != 10_000:
             sys.exit(f"{args.record} is not from a full training run (TRAIN = False, or a test subset)")
         overrides = dict(args.overrides)  # the -p values the run was made with, if any
         row = make_row(metrics, "full", overrides, dict(DOWNLOAD=False, **overrides), commit)
