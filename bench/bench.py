@@ -10,8 +10,8 @@
 Each run goes to a temporary OUTPUT_DIR, never over the committed submission. Every result is appended to
 bench/results.csv (with the commit, the machine and the overrides), so the table accumulates across sessions.
 The commit is HEAD's, marked "-dirty" when the notebook's code cells differ from HEAD's.
-Training compute counts the convolutions' forward and backward FLOPs (torch.utils.flop_counter) of one step,
-times the number of steps.
+Training compute counts the forward and backward FLOPs (torch.utils.flop_counter) of one step, plus those of
+its Muon update (the Newton-Schulz matrix products), times the number of steps.
 """
 import argparse
 import ast
@@ -57,8 +57,13 @@ def train_pflop(parameters, train_images):
     x, y = torch.rand(per_image_batch, 3, 32, 32), torch.randint(0, 10, (per_image_batch,))
     with FlopCounterMode(display=False) as counter:
         torch.nn.functional.cross_entropy(model(x), y).backward()
+    step_flops = counter.get_total_flops() / per_image_batch * nb.BATCH_SIZE
+    filters = [p for p in model.parameters() if p.grad is not None and p.dim() == 4 and p.shape[-1] == 3]
+    with FlopCounterMode(display=False) as counter:  # Muon's Newton-Schulz products, the same for any batch size
+        nb.Muon(filters, lr=0.0, momentum=nb.MUON_MOMENTUM).step()
+    step_flops += counter.get_total_flops()
     steps = nb.EPOCHS * (train_images // nb.BATCH_SIZE)
-    return counter.get_total_flops() / per_image_batch * nb.BATCH_SIZE * steps / 1e15
+    return step_flops * steps / 1e15
 
 
 def run(parameters, seed):

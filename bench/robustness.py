@@ -102,15 +102,35 @@ HELD_OUT = ("shot_noise", "impulse_noise", "speckle_noise", "brightness", "pixel
 SIZES = ((24, 24), (40, 40), (64, 64), (96, 96), (32, 48))
 
 
-def evaluate(model, images, labels, transform, batch_size=500, seed=0):
-    """Accuracy of model on transform(images in [0, 1]) clamped to [0, 1], as a percentage."""
+def transformed(images, transform, batch_size=500, seed=0):
+    """Batches of transform(uint8 images scaled to [0, 1]) clamped to [0, 1], computed on the CPU."""
     g = torch.Generator().manual_seed(seed)
-    correct = 0
+    for i in range(0, len(images), batch_size):
+        yield transform(images[i:i + batch_size].float() / 255, g).clamp(0, 1)
+
+
+def score(model, batches, labels):
+    """Accuracy of model on the batches (in order, covering labels), as a percentage."""
+    device = next(model.parameters()).device
+    correct, seen = 0, 0
     with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            x = transform(images[i:i + batch_size].float() / 255, g).clamp(0, 1)
-            correct += (model(x).argmax(1) == labels[i:i + batch_size]).sum().item()
-    return 100 * correct / len(images)
+        for x in batches:
+            predictions = model(x.to(device)).argmax(1).cpu()
+            correct += (predictions == labels[seen:seen + len(x)]).sum().item()
+            seen += len(x)
+    return 100 * correct / seen
+
+
+def resize(h, w):
+    return lambda x, g: F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=h < 32)
+
+
+def grayscale(x, g):
+    return luma(x).expand(-1, 3, -1, -1)
+
+
+def evaluate(model, images, labels, transform, seed=0):
+    return score(model, transformed(images, transform, seed=seed), labels)
 
 
 def main():
@@ -118,10 +138,11 @@ def main():
     parser.add_argument("--pt", type=Path, default=REPO / "StudentID_submission.pt")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data")
     parser.add_argument("--images", type=int, default=10_000, help="the first N test images")
+    parser.add_argument("--device", default="cpu", help="where the model runs (the corruptions are made on the CPU)")
     args = parser.parse_args()
 
-    nb = definitions(DEVICE="cpu")
-    model = nb.load_submission(args.pt)
+    nb = definitions(DEVICE=args.device)
+    model = nb.load_submission(args.pt, args.device)
     _, _, images, labels = nb.load_cifar10(args.data_dir)
     images, labels = images[:args.images], labels[:args.images]
     print(f"{args.pt.name} on the first {len(images):,} CIFAR-10 test images\n")
@@ -129,11 +150,9 @@ def main():
     clean = evaluate(model, images, labels, lambda x, g: x)
     print(f"{'clean 32×32':<24} {clean:6.2f}")
     for h, w in SIZES:
-        resized = evaluate(model, images, labels,
-                           lambda x, g: F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False,
-                                                      antialias=h < 32))
+        resized = evaluate(model, images, labels, resize(h, w))
         print(f"{f'resized {h}×{w}':<24} {resized:6.2f}  ({resized - clean:+.2f})")
-    gray = evaluate(model, images, labels, lambda x, g: luma(x).expand(-1, 3, -1, -1))
+    gray = evaluate(model, images, labels, grayscale)
     print(f"{'grayscale':<24} {gray:6.2f}  ({gray - clean:+.2f})\n")
 
     print(f"{'corruption':<16}" + "".join(f"{f's{s}':>7}" for s in range(1, 6)) + f"{'mean':>8}  half")

@@ -55,3 +55,22 @@ def test_learning_rate_schedule(nb):
     assert factors[0] == 0.2 and factors[20] == 1.0 and factors[-1] == 1 / 80
     assert all(a < b for a, b in zip(factors[:20], factors[1:21]))
     assert all(a > b for a, b in zip(factors[20:], factors[21:]))
+
+
+def test_orthogonalize_flattens_the_singular_values(nb):
+    for shape in ((48, 432), (432, 48)):
+        update = torch.randn(*shape) @ torch.diag(torch.logspace(-1.5, 0, shape[1]))  # condition number 30
+        singular_values = torch.linalg.svdvals(nb.orthogonalize(update))
+        assert singular_values.min() > 0.5 and singular_values.max() < 1.3, singular_values
+
+
+def test_muon_renormalizes_then_takes_an_orthogonal_step(nb):
+    weight = torch.nn.Parameter(10 * torch.randn(16, 8, 3, 3))
+    weight.grad = torch.randn_like(weight)
+    optimizer = nb.Muon([weight], lr=0.1, momentum=0.6)
+    renormalized = weight.detach() * 4 / weight.detach().norm()  # norm sqrt(16)
+    optimizer.step()
+    step = (renormalized - weight.detach()).flatten(1) / 0.1
+    assert torch.linalg.svdvals(step).min() > 0.5 and torch.linalg.svdvals(step).max() < 1.3
+    nesterov = weight.grad * (1 + 0.6)  # the first step: momentum = gradient
+    torch.testing.assert_close(step, nb.orthogonalize(nesterov.flatten(1)))
