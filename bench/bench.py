@@ -5,7 +5,8 @@
     python bench/bench.py --proxy -p LABEL_SMOOTHING=0  # an ablation: any notebook parameter, as a Python literal
     python bench/bench.py --record metrics.json         # add a run made outside this script (the committed one;
                                                         # give its -p overrides, if any)
-    python bench/bench.py --show 1a2b3c4                # the table of the full runs of one commit, from results.csv
+    python bench/bench.py --show 1a2b3c4 5d6e7f8        # the table of the full runs of these commits, from results.csv
+    python bench/bench.py --seeds 2 --keep runs/        # also keep each run's outputs in runs/seed2/
 
 Each run goes to a temporary OUTPUT_DIR, never over the committed submission. Every result is appended to
 bench/results.csv (with the commit, the machine and the overrides), so the table accumulates across sessions.
@@ -18,6 +19,7 @@ import ast
 import csv
 import json
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -66,11 +68,14 @@ def train_pflop(parameters, train_images):
     return step_flops * steps / 1e15
 
 
-def run(parameters, seed):
+def run(parameters, seed, keep=None):
+    """Metrics of one papermill run; with `keep`, its outputs (.pt, .csv, notebook...) are copied to keep/seedN."""
     with tempfile.TemporaryDirectory(prefix="hw2-bench-") as out:
         papermill.execute_notebook(str(NOTEBOOK), str(Path(out) / "executed.ipynb"),
                                    parameters=dict(parameters, SEED=seed, OUTPUT_DIR=out),
                                    cwd=str(REPO), kernel_name="python3", progress_bar=False)
+        if keep:
+            shutil.copytree(out, Path(keep) / f"seed{seed}", dirs_exist_ok=True)
         return json.loads((Path(out) / "metrics.json").read_text())
 
 
@@ -124,15 +129,17 @@ def main():
                         metavar="KEY=VALUE", help="a notebook parameter (repeatable)")
     parser.add_argument("--record", type=Path, metavar="METRICS_JSON",
                         help="append the full default run that wrote this metrics.json, instead of running")
-    parser.add_argument("--show", metavar="COMMIT", help="print the full runs of COMMIT from results.csv and exit")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="copy each run's outputs to DIR/seedN")
+    parser.add_argument("--show", metavar="COMMIT", nargs="+",
+                        help="print the full runs of these commits (the same recipe) from results.csv and exit")
     args = parser.parse_args()
 
     if args.show:
         with RESULTS.open() as f:
-            rows = [r for r in csv.DictReader(f) if r["commit"] == args.show and r["mode"] == "full"]
+            rows = [r for r in csv.DictReader(f) if r["commit"] in args.show and r["mode"] == "full"]
         if not rows:
-            sys.exit(f"no full runs of commit {args.show} in {RESULTS}")
-        print_table(rows, f"full runs of commit {args.show}, from {RESULTS.relative_to(REPO)}")
+            sys.exit(f"no full runs of {' or '.join(args.show)} in {RESULTS}")
+        print_table(rows, f"full runs of {', '.join(args.show)}, from {RESULTS.relative_to(REPO)}")
         return
 
     commit = code_version()
@@ -153,7 +160,7 @@ def main():
     parameters = dict(PROXY if args.proxy else {}, DOWNLOAD=False, **overrides)
     rows = []
     for seed in args.seeds:
-        row = make_row(run(parameters, seed), "proxy" if args.proxy else "full", overrides, parameters, commit)
+        row = make_row(run(parameters, seed, args.keep), "proxy" if args.proxy else "full", overrides, parameters, commit)
         append_row(row)
         rows.append(row)
         print(f"seed {seed}: {100 * row['test_accuracy']:.2f}% in {row['train_seconds']:.0f} s", flush=True)
