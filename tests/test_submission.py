@@ -19,7 +19,7 @@ def test_set(nb, cifar_dir):
 
 
 def test_pt_is_a_small_fp16_state_dict():
-    assert PT.stat().st_size < 6e6
+    assert PT.stat().st_size <= 2.0e6  # issue 3's budget (the course's limit is 6 MB)
     state = torch.load(PT)  # the default weights_only=True: tensors only, no pickled code
     floats = [t for t in state.values() if t.is_floating_point()]
     assert floats and all(t.dtype == torch.float16 for t in floats)
@@ -32,7 +32,7 @@ def test_csv_format_and_accuracy(test_set):
     assert csv["id"].tolist() == list(range(10_000))
     assert csv["label"].between(0, 9).all() and csv["label"].dtype.kind == "i"
     accuracy = (torch.tensor(csv["label"].to_numpy()) == labels).double().mean().item()
-    assert accuracy >= 0.935
+    assert accuracy >= 0.94  # issue 3's target for the committed submission
     assert accuracy == pytest.approx(json.loads(METRICS.read_text())["test_accuracy"], abs=1e-12)
 
 
