@@ -160,7 +160,8 @@ def main():
     parameters = dict(PROXY if args.proxy else {}, DOWNLOAD=False, **overrides)
     rows = []
     for seed in args.seeds:
-        row = make_row(run(parameters, seed, args.keep), "proxy" if args.proxy else "full", overrides, parameters, commit)
+        metrics = run(parameters, seed, args.keep)
+        row = make_row(metrics, "proxy" if args.proxy else "full", overrides, parameters, commit)
         append_row(row)
         rows.append(row)
         print(f"seed {seed}: {100 * row['test_accuracy']:.2f}% in {row['train_seconds']:.0f} s", flush=True)
