@@ -87,3 +87,25 @@ def test_uint8_input_is_rescaled(model):
 def test_wrong_layout_or_tiny_image_is_a_clear_error(model, shape):
     with pytest.raises(ValueError, match="N×3×H×W"):
         model(torch.rand(*shape))
+
+
+def test_only_flat_images_are_stretched_to_the_contrast_floor(nb):
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 32, 32)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    flat = mean + (x - mean) * 0.1  # std about 0.03, far below the floor
+    torch.testing.assert_close(nb.raise_contrast(x, nb.CONTRAST_FLOOR), x)
+    stretched = nb.raise_contrast(flat, nb.CONTRAST_FLOOR)
+    torch.testing.assert_close(stretched.mean(dim=(1, 2, 3)), flat.mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(stretched.std(dim=(1, 2, 3), correction=0), torch.full((4,), nb.CONTRAST_FLOOR))
+    constant = torch.full((1, 3, 32, 32), 0.3)
+    torch.testing.assert_close(nb.raise_contrast(constant, nb.CONTRAST_FLOOR), constant)
+
+
+def test_contrast_below_the_floor_does_not_change_the_prediction(model):
+    model.eval()
+    x = torch.rand(2, 3, 32, 32)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    faint, fainter = mean + (x - mean) * 0.2, mean + (x - mean) * 0.05
+    with torch.no_grad():
+        torch.testing.assert_close(model(faint), model(fainter), rtol=1e-4, atol=1e-4)

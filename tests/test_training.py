@@ -1,5 +1,6 @@
-"""The pieces of the training recipe: whitening stem, dirac initialization, frozen BN scale, lookahead, schedule."""
+"""The pieces of the training recipe: whitening stem, dirac initialization, frozen BN scale, lookahead, schedule, blur."""
 import torch
+import torch.nn.functional as F
 
 
 def test_whitening_filters_decorrelate_patches(nb):
@@ -74,3 +75,17 @@ def test_muon_renormalizes_then_takes_an_orthogonal_step(nb):
     assert torch.linalg.svdvals(step).min() > 0.5 and torch.linalg.svdvals(step).max() < 1.3
     nesterov = weight.grad * (1 + 0.6)  # the first step: momentum = gradient
     torch.testing.assert_close(step, nb.orthogonalize(nesterov.flatten(1)))
+
+
+def test_random_blur_filters_each_image_with_its_own_weight(nb):
+    images = torch.rand(3, 3, 8, 8)
+    torch.manual_seed(0)
+    a = torch.rand(3) * 0.125
+    torch.manual_seed(0)
+    blurred = nb.random_blur(images, 0.125)
+    for image, weight, result in zip(images, a, blurred):
+        taps = torch.stack([weight, 1 - 2 * weight, weight])
+        kernel = (taps[:, None] * taps[None, :]).expand(3, 1, 3, 3)
+        expected = F.conv2d(F.pad(image[None], (1, 1, 1, 1), mode="reflect"), kernel, groups=3)[0]
+        torch.testing.assert_close(result, expected)
+    torch.testing.assert_close(nb.random_blur(images, 0.0), images)
