@@ -29,7 +29,8 @@ def test_builds_with_no_arguments_and_fits_6_mb(nb, model):
 def test_eval_averages_six_views(nb, model):
     """The image and its one-pixel diagonal shifts, each with its mirror image, weighted 1/2, 1/4, 1/4."""
     model.eval()
-    x = torch.rand(2, 3, 32, 32)
+    x = F.interpolate(torch.rand(2, 3, 8, 8), size=32, mode="bilinear")  # smooth, so the denoiser passes it
+    assert torch.equal(nb.denoise(x), x)
     padded = nb.reflect_pad(x, 1)
     views = [x, padded[..., :-2, :-2], padded[..., 2:, 2:]]
     with torch.no_grad():
@@ -104,8 +105,53 @@ def test_only_flat_images_are_stretched_to_the_contrast_floor(nb):
 
 def test_contrast_below_the_floor_does_not_change_the_prediction(model):
     model.eval()
-    x = torch.rand(2, 3, 32, 32)
+    x = F.interpolate(torch.rand(2, 3, 8, 8), size=32, mode="bilinear")  # smooth, so the denoiser passes it
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     faint, fainter = mean + (x - mean) * 0.2, mean + (x - mean) * 0.05
     with torch.no_grad():
         torch.testing.assert_close(model(faint), model(fainter), rtol=1e-4, atol=1e-4)
+
+
+def test_flattest_block_noise_times_the_strength_estimates_the_std_of_white_noise(nb):
+    torch.manual_seed(0)
+    for sigma in (0.02, 0.05, 0.1):
+        ratio = nb.DENOISE_STRENGTH * nb.flattest_block_noise(torch.randn(256, 1, 32, 32) * sigma) / sigma
+        assert 0.85 < ratio.mean() < 1.05 and 0.5 < ratio.min() and ratio.max() < 1.35, (sigma, ratio)
+
+
+def test_denoiser_leaves_clean_photos_alone_and_cleans_noisy_ones(nb, cifar_dir):
+    train_images, _, test_images, _ = nb.load_cifar10(cifar_dir, download=False)
+    clean = train_images[:5000].float() / 255
+    changed = (nb.denoise(clean) != clean).flatten(1).any(1)
+    assert changed.float().mean() <= 0.002  # the gate sits at the 99.9th percentile of training images
+    photos = test_images[:200].float() / 255
+    noisy = (photos + torch.randn(photos.shape, generator=torch.Generator().manual_seed(0)) * 0.06).clamp(0, 1)
+    denoised = nb.denoise(noisy)
+    assert (denoised != noisy).flatten(1).any(1).all()
+    assert (denoised - photos).square().mean() < 0.5 * (noisy - photos).square().mean()
+
+
+def test_noisy_images_are_denoised_only_in_eval_mode(nb, model):
+    x = (torch.rand(2, 3, 32, 32) * 0.2 + 0.4 + torch.randn(2, 3, 32, 32) * 0.08).clamp(0, 1)
+    assert not torch.equal(nb.denoise(x), x)
+    calls = []
+    original = nb.denoise
+    nb.denoise = lambda images: calls.append(len(images)) or original(images)
+    try:
+        with torch.no_grad():
+            model.train()
+            model(x)
+            assert calls == []
+            model.eval()
+            model(x)
+            assert calls == [2]
+    finally:
+        nb.denoise = original
+
+
+def test_the_same_weights_save_to_the_same_bytes(nb, model, tmp_path):
+    nb.save_submission(model, tmp_path / "a.pt")
+    nb.save_submission(model, tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    reloaded = torch.load(tmp_path / "a.pt")
+    assert all(torch.equal(reloaded[k], v) for k, v in nb.fp16_state_dict(model).items())
