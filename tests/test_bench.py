@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from bench.bench import parse_override
-from bench.robustness import CORRUPTIONS, HELD_OUT, TUNE
+from bench.robustness import BLIND, CORRUPTIONS, HELD_OUT, TUNE
 
 
 def test_parse_override():
@@ -15,7 +15,8 @@ def test_parse_override():
 
 
 def test_halves_split_the_suite():
-    assert set(TUNE) | set(HELD_OUT) == set(CORRUPTIONS) and not set(TUNE) & set(HELD_OUT)
+    assert set(TUNE) | set(HELD_OUT) | set(BLIND) == set(CORRUPTIONS)
+    assert len(set(TUNE) | set(HELD_OUT) | set(BLIND)) == len(TUNE) + len(HELD_OUT) + len(BLIND)
     assert len(CORRUPTIONS) >= 8 and all(len(levels) == 5 for _, levels in CORRUPTIONS.values())
 
 
