@@ -218,7 +218,7 @@ def main():
     parser.add_argument("--data-dir", type=Path, default=REPO / "data")
     parser.add_argument("--images", type=int, default=10_000, help="the first N test images")
     parser.add_argument("--device", default="cpu", help="where the model runs (the corruptions are made on the CPU)")
-    parser.add_argument("--blind", action="store_true", help="also score the BLIND corruptions (once, on a final model)")
+    parser.add_argument("--blind", action="store_true", help="also score BLIND (once, on a final model)")
     args = parser.parse_args()
 
     nb = definitions(DEVICE=args.device)

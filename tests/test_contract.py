@@ -29,7 +29,8 @@ def test_builds_with_no_arguments_and_fits_6_mb(nb, model):
 def test_eval_averages_six_views(nb, model):
     """The image and its one-pixel diagonal shifts, each with its mirror image, weighted 1/2, 1/4, 1/4."""
     model.eval()
-    x = F.interpolate(torch.rand(2, 3, 8, 8), size=32, mode="bilinear")  # smooth, so the denoiser passes it
+    # smooth, so the denoiser passes it; corners aligned, so no edge row or column repeats its neighbour
+    x = F.interpolate(torch.rand(2, 3, 8, 8), size=32, mode="bilinear", align_corners=True)
     assert torch.equal(nb.denoise(x), x)
     padded = nb.reflect_pad(x, 1)
     views = [x, padded[..., :-2, :-2], padded[..., 2:, 2:]]
@@ -63,7 +64,7 @@ def test_short_sides_are_kept(nb):
 def test_upsampled_input_scores_like_the_original(model):
     """A 32×32 image enlarged to 64 or 96 pixels is brought back to (nearly) itself before the network sees it."""
     model.eval()
-    x = F.interpolate(torch.rand(4, 3, 8, 8), size=32, mode="bilinear")  # smooth, like a photo
+    x = F.interpolate(torch.rand(4, 3, 8, 8), size=32, mode="bilinear", align_corners=True)  # smooth, like a photo
     with torch.no_grad():
         for size in (64, 96):
             big = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
@@ -105,7 +106,8 @@ def test_only_flat_images_are_stretched_to_the_contrast_floor(nb):
 
 def test_contrast_below_the_floor_does_not_change_the_prediction(model):
     model.eval()
-    x = F.interpolate(torch.rand(2, 3, 8, 8), size=32, mode="bilinear")  # smooth, so the denoiser passes it
+    # smooth, so the denoiser passes it; corners aligned, so no edge row or column repeats its neighbour
+    x = F.interpolate(torch.rand(2, 3, 8, 8), size=32, mode="bilinear", align_corners=True)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     faint, fainter = mean + (x - mean) * 0.2, mean + (x - mean) * 0.05
     with torch.no_grad():
@@ -129,6 +131,37 @@ def test_denoiser_leaves_clean_photos_alone_and_cleans_noisy_ones(nb, cifar_dir)
     denoised = nb.denoise(noisy)
     assert (denoised != noisy).flatten(1).any(1).all()
     assert (denoised - photos).square().mean() < 0.5 * (noisy - photos).square().mean()
+
+
+def salt_and_pepper(images, share, seed=0):
+    u = torch.rand(images.shape, generator=torch.Generator().manual_seed(seed))
+    return torch.where(u < share / 2, 0.0, torch.where(u > 1 - share / 2, 1.0, images))
+
+
+def test_impulses_are_removed_from_spotted_photos_only(nb, cifar_dir):
+    train_images, _, test_images, _ = nb.load_cifar10(cifar_dir, download=False)
+    clean = train_images[:5000].float() / 255
+    assert (nb.remove_impulses(clean) != clean).flatten(1).any(1).float().mean() <= 0.002  # gate: 99.9th percentile
+    photos = test_images[:200].float() / 255
+    for share in (0.01, 0.05):
+        spotted = salt_and_pepper(photos, share)
+        repaired = nb.remove_impulses(spotted)
+        assert (repaired != spotted).flatten(1).any(1).all()
+        assert (repaired - photos).square().mean() < 0.2 * (spotted - photos).square().mean(), share
+
+
+def test_pixel_repetition_is_undone(nb, model, cifar_dir):
+    train_images, _, test_images, _ = nb.load_cifar10(cifar_dir, download=False)
+    clean = train_images[:5000].float() / 255
+    assert sum(o is not None for o in nb.drop_repeated_lines(clean)) <= 10  # gate: 99.9th percentile
+    photos = test_images[:8].float() / 255
+    for small in (F.interpolate(photos, size=(24, 20), mode="area"), photos):
+        enlarged = F.interpolate(small, size=(32, 32) if small.shape[-1] < 32 else (64, 96), mode="nearest")
+        assert all(torch.equal(o, s) for o, s in zip(nb.drop_repeated_lines(enlarged), small))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(enlarged), model(photos))
+    assert nb.drop_repeated_lines(F.interpolate(photos, size=20, mode="area").repeat_interleave(2, -1)) == [None] * 8
 
 
 def test_noisy_images_are_denoised_only_in_eval_mode(nb, model):
