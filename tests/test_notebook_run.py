@@ -1,7 +1,9 @@
 """The whole notebook, executed by papermill on the CPU with small subsets, into a temporary OUTPUT_DIR."""
 import json
+import shutil
 import zipfile
 
+import nbformat
 import pandas as pd
 import papermill
 import pytest
@@ -54,12 +56,26 @@ def test_pt_reloads_and_reproduces_accuracy_and_csv(trained, nb, cifar_dir):
     assert csv["label"].tolist() == predictions.tolist()
 
 
-def test_evaluate_only_run_reproduces_the_trained_run(trained, cifar_dir):
+def test_default_run_with_a_pt_evaluates_it_and_reproduces_the_trained_run(trained, cifar_dir):
     output_dir, metrics = trained
     csv_before = (output_dir / "StudentID_submission.csv").read_bytes()
     pt_before = (output_dir / "StudentID_submission.pt").read_bytes()
-    again = run_notebook(output_dir, cifar_dir, TRAIN=False)
-    assert again["test_accuracy"] == metrics["test_accuracy"]
-    assert again["train_seconds"] is None and again["history"] == []
+    again = run_notebook(output_dir, cifar_dir, TRAIN="auto")
+    assert again["test_accuracy"] == metrics["test_accuracy"] and again["pt_sha256"] == metrics["pt_sha256"]
+    # it did not train, and kept the record of the run that made the .pt
+    assert {k: again[k] for k in ("train_seconds", "history", "seed")} == \
+        {k: metrics[k] for k in ("train_seconds", "history", "seed")}
     assert (output_dir / "StudentID_submission.csv").read_bytes() == csv_before
     assert (output_dir / "StudentID_submission.pt").read_bytes() == pt_before
+
+
+def test_without_data_the_model_is_loaded_before_the_error(trained, tmp_path):
+    output_dir, _ = trained
+    shutil.copy(output_dir / "StudentID_submission.pt", tmp_path)
+    with pytest.raises(papermill.PapermillExecutionError) as info:
+        run_notebook(tmp_path, tmp_path / "no-data", TRAIN="auto")
+    assert info.value.ename == "FileNotFoundError" and "CIFAR-10 not found" in info.value.evalue
+    executed = nbformat.read(tmp_path / "executed_auto.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "evaluating the submitted weights" in printed and "into a fresh myResNet()" in printed
+    assert (tmp_path / "StudentID_submission.pt").read_bytes() == (output_dir / "StudentID_submission.pt").read_bytes()

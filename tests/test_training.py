@@ -1,4 +1,5 @@
 """The pieces of the training recipe: whitening stem, dirac initialization, frozen BN scale, lookahead, schedule, blur."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -89,3 +90,31 @@ def test_random_blur_filters_each_image_with_its_own_weight(nb):
         expected = F.conv2d(F.pad(image[None], (1, 1, 1, 1), mode="reflect"), kernel, groups=3)[0]
         torch.testing.assert_close(result, expected)
     torch.testing.assert_close(nb.random_blur(images, 0.0), images)
+
+
+def test_amp_setting_picks_the_autocast_dtype(nb):
+    cpu = torch.device("cpu")
+    assert nb.autocast_dtype("auto", cpu) is None and nb.autocast_dtype("off", cpu) is None
+    assert nb.autocast_dtype("fp16", cpu) == torch.float16 and nb.autocast_dtype("bf16", cpu) == torch.bfloat16
+    if torch.cuda.is_available():
+        native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        assert nb.autocast_dtype("auto", torch.device("cuda")) == (torch.bfloat16 if native_bf16 else torch.float16)
+    with pytest.raises(ValueError, match="AMP must be"):
+        nb.autocast_dtype("half", cpu)
+
+
+def test_fp16_training_runs_with_loss_scaling_on_the_cpu(nb):
+    """Colab's T4 path (fp16 autocast + GradScaler), exercised on the CPU."""
+    torch.manual_seed(0)
+    model = nb.myResNet(widths=(8, 8, 8))
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (64,))
+    dtypes = set()
+    model.classifier.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
+    before = model.classifier.conv.weight.detach().clone()
+    history = nb.train(model, images, labels, epochs=3, batch_size=32, lr=0.2, muon_lr=0.1, muon_momentum=0.6,
+                       shift_lr_scale=4, warmup_fraction=0.1, momentum=0.9, weight_decay=0, label_smoothing=0,
+                       translate=2, blur=0.125, whiten_eps=5e-4, lookahead_every=5, compile_model=False, amp="fp16")
+    assert dtypes == {torch.float16}
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    assert not torch.equal(before, model.classifier.conv.weight)  # 6 steps: one lookahead pull (every 5th step)
