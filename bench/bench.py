@@ -72,7 +72,7 @@ def run(parameters, seed, keep=None):
     """Metrics of one papermill run; with `keep`, its outputs (.pt, .csv, notebook...) are copied to keep/seedN."""
     with tempfile.TemporaryDirectory(prefix="hw2-bench-") as out:
         papermill.execute_notebook(str(NOTEBOOK), str(Path(out) / "executed.ipynb"),
-                                   parameters=dict(parameters, SEED=seed, OUTPUT_DIR=out),
+                                   parameters=dict(parameters, SEED=seed, OUTPUT_DIR=out, TRAIN=True),
                                    cwd=str(REPO), kernel_name="python3", progress_bar=False)
         if keep:
             shutil.copytree(out, Path(keep) / f"seed{seed}", dirs_exist_ok=True)

@@ -29,7 +29,8 @@ from tools.notebook import NOTEBOOK, REPO, code_cells, definitions  # noqa: E402
 
 def train_kwargs(nb):
     """train()'s keyword arguments from the notebook's parameters: each is its parameter's name in lower case."""
-    names = [p for p, spec in inspect.signature(nb.train).parameters.items() if spec.kind == spec.KEYWORD_ONLY]
+    names = [p for p, spec in inspect.signature(nb.train).parameters.items()
+             if spec.kind == spec.KEYWORD_ONLY and spec.default is spec.empty]  # the recipe; not the optional curve
     return {name: nb.COMPILE if name == "compile_model" else getattr(nb, name.upper()) for name in names}
 
 

@@ -2,9 +2,10 @@
 import ast
 import re
 
+import torch
 import torch.nn as nn
 
-from tools.notebook import code_cells
+from tools.notebook import code_cells, definitions
 
 # Part 5 as handed out. Any edit to the notebook's Part 5 cell fails here.
 PART5 = '''# Part 5: DO NOT MODIFY
@@ -111,3 +112,22 @@ def test_model_contains_only_allowed_modules(nb):
             seen.add(type(child))
     assert not any(issubclass(t, (nn.Linear, nn.modules.batchnorm._BatchNorm)) for t in seen)
     assert {nb.myResBlock, nb.myBatchNorm, nb.myConvolution, nn.Flatten} <= seen
+
+
+def test_parameters_cell_overrides_reach_the_model():
+    """Every knob lives in the parameters cell: overriding two there (as papermill does) changes the model."""
+    nb = definitions(DEVICE="cpu", BN_MOMENTUM=0.6, CONTRAST_FLOOR=0.2)
+    norms = [m for m in nb.myResNet().modules() if isinstance(m, nb.myBatchNorm)]
+    assert norms and all(m.momentum == 0.6 for m in norms)
+    flat = 0.5 + 0.01 * torch.randn(2, 3, 32, 32)
+    assert torch.allclose(nb.raise_contrast(flat).std(dim=(1, 2, 3), correction=0), torch.full((2,), 0.2))
+
+
+def test_no_cell_reassigns_a_parameter():
+    parameters = {t.id for node in ast.parse(code_cells("parameters")[0]).body if isinstance(node, ast.Assign)
+                  for t in node.targets if isinstance(t, ast.Name)}
+    for source in code_cells()[1:]:
+        assigned = {t.id for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.Assign, ast.AugAssign))
+                    for t in ([node.target] if isinstance(node, ast.AugAssign) else node.targets)
+                    if isinstance(t, ast.Name)}
+        assert not assigned & parameters, f"a cell reassigns {sorted(assigned & parameters)}"

@@ -1,11 +1,12 @@
 """The committed submission: the .pt loads as the course's grader would load it, and the CSV agrees with it."""
 import json
+import re
 
 import pandas as pd
 import pytest
 import torch
 
-from tools.notebook import REPO
+from tools.notebook import NOTEBOOK, REPO
 
 PT = REPO / "StudentID_submission.pt"
 CSV = REPO / "StudentID_submission.csv"
@@ -42,3 +43,17 @@ def test_pt_reproduces_the_csv(nb, test_set):
     model.load_state_dict(torch.load(PT))
     expected = pd.read_csv(CSV)["label"].to_numpy()[:1000]
     assert nb.predict(model, images[:1000]).tolist() == expected.tolist()
+
+
+def test_the_headline_states_the_committed_run():
+    """The notebook's first cell gives the numbers of metrics.json, the record of the run that made the .pt."""
+    metrics = json.loads(METRICS.read_text())
+    headline = json.loads(NOTEBOOK.read_text())["cells"][0]["source"]
+    headline = "".join(headline)
+    number = lambda pattern: re.search(pattern, headline).group(1).replace(",", "")
+    assert number(r"\*\*(\d+\.\d\d)%\*\* on the [\d,]+ CIFAR-10 test images") == f"{100 * metrics['test_accuracy']:.2f}"
+    assert int(number(r"\*\*[\d.]+%\*\* on the ([\d,]+) CIFAR-10 test images")) == metrics["test_images"]
+    assert int(number(r"\*\*([\d,]+)\*\* parameters")) == metrics["parameters"]
+    assert int(number(r"a `\.pt` of \*\*([\d,]+) bytes\*\*")) == metrics["pt_bytes"] == PT.stat().st_size
+    assert int(number(r"trained (\d+) epochs")) == metrics["epochs"]
+    assert int(number(r"epochs in \*\*([\d,]+) s\*\*")) == round(metrics["train_seconds"])
