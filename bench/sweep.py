@@ -13,7 +13,6 @@ Unlike bench/bench.py this needs no papermill or Jupyter kernel, so it runs on a
 records no executed notebook: the committed submission still comes from a papermill or Jupyter run.
 """
 import argparse
-import inspect
 import json
 import statistics
 import sys
@@ -25,13 +24,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import robustness  # noqa: E402  (a sibling: this folder is first on sys.path)
 from tools.notebook import NOTEBOOK, REPO, code_cells, definitions  # noqa: E402
-
-
-def train_kwargs(nb):
-    """train()'s keyword arguments from the notebook's parameters: each is its parameter's name in lower case."""
-    names = [p for p, spec in inspect.signature(nb.train).parameters.items()
-             if spec.kind == spec.KEYWORD_ONLY and spec.default is spec.empty]  # the recipe; not the optional curve
-    return {name: nb.COMPILE if name == "compile_model" else getattr(nb, name.upper()) for name in names}
 
 
 @torch.no_grad()
@@ -101,7 +93,8 @@ def run(notebook, data, params, seed, suite):
     torch.manual_seed(seed)
     model = nb.myResNet().to(device, memory_format=torch.channels_last)
     start = time.perf_counter()
-    history = nb.train(model, train_images.to(device), train_labels.to(device), **train_kwargs(nb))
+    history = nb.train(model, train_images.to(device), train_labels.to(device), nb.Recipe(), compile_model=nb.COMPILE,
+                       amp=nb.AMP)
     train_seconds = time.perf_counter() - start
     model.load_state_dict(nb.fp16_state_dict(model))  # exactly the weights the export saves
     model.eval()

@@ -78,6 +78,5 @@ def test_non_finite_loss_stops_training(nb):
     labels = torch.randint(0, 10, (64,))
     with pytest.raises(FloatingPointError, match="lower LR"):
         # an infinite step makes the weights non-finite for certain; 1e30 left some draws' loss huge but finite
-        nb.train(model, images, labels, epochs=1, batch_size=32, lr=float("inf"), muon_lr=0.1, muon_momentum=0.6,
-                 shift_lr_scale=1, warmup_fraction=0.1, momentum=0.9, weight_decay=0, label_smoothing=0,
-                 translate=2, blur=0.125, whiten_eps=5e-4, lookahead_every=5, compile_model=False, amp="off")
+        nb.train(model, images, labels, nb.Recipe(epochs=1, batch_size=32, lr=float("inf")), compile_model=False,
+                 amp="off")

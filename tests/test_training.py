@@ -112,9 +112,8 @@ def test_fp16_training_runs_with_loss_scaling_on_the_cpu(nb):
     dtypes = set()
     model.classifier.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
     before = model.classifier.conv.weight.detach().clone()
-    history = nb.train(model, images, labels, epochs=3, batch_size=32, lr=0.2, muon_lr=0.1, muon_momentum=0.6,
-                       shift_lr_scale=4, warmup_fraction=0.1, momentum=0.9, weight_decay=0, label_smoothing=0,
-                       translate=2, blur=0.125, whiten_eps=5e-4, lookahead_every=5, compile_model=False, amp="fp16")
+    history = nb.train(model, images, labels, nb.Recipe(epochs=3, batch_size=32, lr=0.2, shift_lr_scale=4),
+                       compile_model=False, amp="fp16")
     assert dtypes == {torch.float16}
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
     assert not torch.equal(before, model.classifier.conv.weight)  # 6 steps: one lookahead pull (every 5th step)
