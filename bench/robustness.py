@@ -1,4 +1,5 @@
-"""How well a submission .pt holds up off the clean CIFAR-10 test set: other sizes, grayscale, corruptions.
+"""How well a submission .pt holds up off the clean CIFAR-10 test set: other sizes, grayscale, natural
+photos of another source (a development set), corruptions.
 
     python bench/robustness.py                          # the committed StudentID_submission.pt, all 10,000 images
     python bench/robustness.py --pt other.pt --images 2000
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.notebook import REPO, definitions  # noqa: E402
 
 GRAY = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)  # ITU-R BT.601 luma
+NATURAL = REPO.parent / "shared" / "data" / "shift-dev" / "tinyimagenet7.npz"  # natural shift: a development set
 
 
 def luma(x):
@@ -208,6 +210,15 @@ def grayscale(x, g):
     return luma(x).expand(-1, 3, -1, -1)
 
 
+def load_natural(path=NATURAL):
+    """The natural-shift development set (ImageNet photos of 7 CIFAR-10 classes): uint8 N×3×32×32 images and
+    CIFAR-10 labels, or None where the file is absent."""
+    if not Path(path).is_file():
+        return None
+    arrays = np.load(path)
+    return torch.from_numpy(arrays["images"]).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(arrays["labels"])
+
+
 def evaluate(model, images, labels, transform, seed=0):
     return score(model, transformed(images, transform, seed=seed), labels)
 
@@ -219,6 +230,7 @@ def main():
     parser.add_argument("--images", type=int, default=10_000, help="the first N test images")
     parser.add_argument("--device", default="cpu", help="where the model runs (the corruptions are made on the CPU)")
     parser.add_argument("--blind", action="store_true", help="also score BLIND (once, on a final model)")
+    parser.add_argument("--natural", type=Path, default=NATURAL, help="the natural-shift set (.npz), if present")
     args = parser.parse_args()
 
     nb = definitions(DEVICE=args.device)
@@ -233,7 +245,12 @@ def main():
         resized = evaluate(model, images, labels, resize(h, w))
         print(f"{f'resized {h}×{w}':<24} {resized:6.2f}  ({resized - clean:+.2f})")
     gray = evaluate(model, images, labels, grayscale)
-    print(f"{'grayscale':<24} {gray:6.2f}  ({gray - clean:+.2f})\n")
+    print(f"{'grayscale':<24} {gray:6.2f}  ({gray - clean:+.2f})")
+    natural = load_natural(args.natural)
+    if natural:
+        print(f"{f'natural shift ({len(natural[1]):,})':<24} {evaluate(model, *natural, lambda x, g: x):6.2f}  "
+              f"({args.natural.name}, all of it)")
+    print()
 
     print(f"{'corruption':<16}" + "".join(f"{f's{s}':>7}" for s in range(1, 6)) + f"{'mean':>8}  half")
     means = {}

@@ -51,15 +51,21 @@ class RobustSuite:
         self.labels = labels
         tests = {"clean": lambda x, g: x, "64px": robustness.resize(64, 64), "96px": robustness.resize(96, 96)}
         self.batches = {k: [b.to(device) for b in robustness.transformed(images, t)] for k, t in tests.items()}
+        natural = robustness.load_natural()  # the development set of natural photos, where present
+        self.natural = natural and ([b.to(device) for b in robustness.transformed(natural[0], lambda x, g: x)],
+                                    natural[1])
         for name, (corrupt, levels) in robustness.CORRUPTIONS.items():
+            if name in robustness.BLIND:  # scored once, on a final model: never in a sweep
+                continue
             for s, level in enumerate(levels):
                 transform = lambda x, g, corrupt=corrupt, level=level: corrupt(x, level, g)
                 self.batches[(name, s)] = [b.to(device) for b in robustness.transformed(images, transform, seed=s)]
 
     def summary(self, model):
         acc = {k: robustness.score(model, b, self.labels) for k, b in self.batches.items()}
-        means = {n: statistics.mean(acc[(n, s)] for s in range(5)) for n in robustness.CORRUPTIONS}
+        means = {n: statistics.mean(acc[(n, s)] for s in range(5)) for n in robustness.TUNE + robustness.HELD_OUT}
         return {"clean": acc["clean"], "64px": acc["64px"] - acc["clean"], "96px": acc["96px"] - acc["clean"],
+                "natural": robustness.score(model, *self.natural) if self.natural else None,
                 "corruption_all": statistics.mean(means.values()),
                 "corruption_tune": statistics.mean(means[n] for n in robustness.TUNE),
                 "corruption_held_out": statistics.mean(means[n] for n in robustness.HELD_OUT),

@@ -32,3 +32,21 @@ def test_corruption_keeps_shape_and_grows_with_severity(name):
     assert changes[0] > 0
     if name != "saturate":  # saturate goes from desaturated to oversaturated by design
         assert changes[-1] > changes[0]
+
+
+def test_natural_shift_set_loads_as_cifar_labelled_images():
+    from bench.robustness import NATURAL, load_natural
+    if not NATURAL.is_file():
+        pytest.skip(f"{NATURAL} is not here")
+    images, labels = load_natural()
+    assert images.shape == (6945, 3, 32, 32) and images.dtype == torch.uint8
+    assert sorted(labels.unique().tolist()) == [1, 2, 3, 5, 6, 8, 9]  # automobile, bird, cat, dog, frog, ship, truck
+
+
+def test_sweeps_never_score_the_blind_corruptions():
+    import sys
+    sys.path.insert(0, "bench")
+    from sweep import RobustSuite
+    suite = RobustSuite(torch.rand(4, 3, 32, 32).mul(255).to(torch.uint8), torch.zeros(4, dtype=torch.int64), "cpu")
+    scored = {key[0] for key in suite.batches if isinstance(key, tuple)}
+    assert scored == set(TUNE) | set(HELD_OUT) and not scored & set(BLIND)
