@@ -47,8 +47,8 @@ def grader_loads(nb, pt):
     model = nb.myResNet()
     model.load_state_dict(torch.load(pt))  # torch >= 2.6: weights_only=True by default
     reference = model.state_dict()
-    variants = {"torch.load(pt)": lambda: torch.load(pt),
-                'torch.load(pt, map_location="cpu")': lambda: torch.load(pt, map_location="cpu"),
+    print("  model = myResNet(); model.load_state_dict(torch.load(pt)): loads (strict, weights_only by default)")
+    variants = {'torch.load(pt, map_location="cpu")': lambda: torch.load(pt, map_location="cpu"),
                 "torch.load(pt, weights_only=True)": lambda: torch.load(pt, weights_only=True)}
     if torch.cuda.is_available():
         variants['torch.load(pt, map_location="cuda"), .cuda()'] = lambda: torch.load(pt, map_location="cuda")
@@ -58,7 +58,7 @@ def grader_loads(nb, pt):
         if "cuda" in name:
             other.cuda()
         same = all(torch.equal(v.cpu(), reference[k]) for k, v in other.state_dict().items())
-        print(f"  model = myResNet(); model.load_state_dict({name}): {'same tensors' if same else 'DIFFERENT'}")
+        print(f"  model = myResNet(); model.load_state_dict({name}): {'the same tensors' if same else 'DIFFERENT'}")
         if not same:
             sys.exit("the loading variants disagree")
     if not torch.cuda.is_available():
