@@ -9,7 +9,8 @@
     python bench/bench.py --seeds 2 --keep runs/        # also keep each run's outputs in runs/seed2/
 
 Each run goes to a temporary OUTPUT_DIR, never over the committed submission. Every result is appended to
-bench/results.csv (with the commit, the machine and the overrides), so the table accumulates across sessions.
+bench/results.csv (with the commit, the machine and the overrides), so the table accumulates across sessions;
+full runs are also scored on the natural-shift development set (bench/robustness.py), where it is present.
 The commit is HEAD's, marked "-dirty" when the notebook's code cells differ from HEAD's.
 Training compute counts the forward and backward FLOPs (torch.utils.flop_counter) of one step, plus those of
 its Muon update (the Newton-Schulz matrix products), times the number of steps.
@@ -17,6 +18,7 @@ its Muon update (the Newton-Schulz matrix products), times the number of steps.
 import argparse
 import ast
 import csv
+import hashlib
 import json
 import platform
 import shutil
@@ -32,13 +34,32 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
+from robustness import NATURAL, evaluate, load_natural  # noqa: E402  (a sibling script)
 from tools.notebook import NOTEBOOK, REPO, code_cells, definitions  # noqa: E402
 
 # 2 epochs on all 50k images (194 steps). A 76-step proxy (10k images, 4 epochs) scored 44% ± 3: it ranked nothing.
 PROXY = dict(TEST_SUBSET=2_000, EPOCHS=2)
 RESULTS = REPO / "bench" / "results.csv"
-FIELDS = ["when", "commit", "mode", "overrides", "seed", "test_accuracy", "test_images", "train_seconds",
-          "device", "device_name", "train_pflop", "pt_bytes", "epochs", "train_images"]
+FIELDS = ["when", "commit", "mode", "overrides", "seed", "test_accuracy", "natural_accuracy", "test_images",
+          "train_seconds", "device", "device_name", "machine", "train_pflop", "pt_bytes", "epochs", "train_images"]
+
+
+def machine():
+    """The CPU's model name and core count (the GPU's name is in device_name)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []
+    return f"{names[0] if names else platform.processor() or platform.machine()}, {len(names) or '?'} cores"
+
+
+def natural_accuracy(pt):
+    """Accuracy (0-1) of the .pt on the natural-shift development set; None where the set is absent."""
+    natural = load_natural(NATURAL)
+    if natural is None:
+        return None
+    model = definitions(DEVICE="cpu").load_submission(pt)
+    return round(evaluate(model, *natural, lambda x, g: x) / 100, 4)
 
 
 def parse_override(text):
@@ -68,15 +89,19 @@ def train_pflop(parameters, train_images):
     return step_flops * steps / 1e15
 
 
-def run(parameters, seed, keep=None):
-    """Metrics of one papermill run; with `keep`, its outputs (.pt, .csv, notebook...) are copied to keep/seedN."""
+def run(parameters, seed, keep=None, natural=False):
+    """Metrics of one papermill run (with its natural-shift accuracy if `natural`); with `keep`, its outputs (.pt,
+    .csv, notebook...) are copied to keep/seedN."""
     with tempfile.TemporaryDirectory(prefix="hw2-bench-") as out:
         papermill.execute_notebook(str(NOTEBOOK), str(Path(out) / "executed.ipynb"),
                                    parameters=dict(parameters, SEED=seed, OUTPUT_DIR=out, TRAIN=True),
                                    cwd=str(REPO), kernel_name="python3", progress_bar=False)
         if keep:
             shutil.copytree(out, Path(keep) / f"seed{seed}", dirs_exist_ok=True)
-        return json.loads((Path(out) / "metrics.json").read_text())
+        metrics = json.loads((Path(out) / "metrics.json").read_text())
+        if natural:
+            metrics["natural_accuracy"] = natural_accuracy(next(Path(out).glob("*_submission.pt")))
+        return metrics
 
 
 def code_version():
@@ -92,6 +117,8 @@ def code_version():
 
 def append_row(row):
     new_file = not RESULTS.exists()
+    if not new_file and RESULTS.open().readline().strip() != ",".join(FIELDS):
+        sys.exit(f"{RESULTS} has other columns than {FIELDS}: move it aside (or add the new columns) first")
     with RESULTS.open("a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
         if new_file:
@@ -101,7 +128,7 @@ def append_row(row):
 
 def make_row(metrics, mode, overrides, parameters, commit):
     row = {"when": time.strftime("%Y-%m-%d %H:%M"), "commit": commit, "mode": mode,
-           "overrides": json.dumps(overrides, sort_keys=True),
+           "overrides": json.dumps(overrides, sort_keys=True), "machine": machine(),
            "train_pflop": round(train_pflop(parameters, metrics["train_images"]), 4),
            **{k: metrics[k] for k in FIELDS if k in metrics}}
     row["train_seconds"] = round(row["train_seconds"], 1)
@@ -110,10 +137,11 @@ def make_row(metrics, mode, overrides, parameters, commit):
 
 def print_table(rows, title):
     print(f"\n{title}")
-    print(f"{'seed':>4} {'test acc %':>10} {'train s':>8} {'PFLOP':>7} {'.pt bytes':>10}  device")
+    print(f"{'seed':>4} {'test acc %':>10} {'natural %':>9} {'train s':>8} {'PFLOP':>7} {'.pt bytes':>10}  device")
     for r in rows:
-        print(f"{r['seed']:>4} {100 * float(r['test_accuracy']):>10.2f} {float(r['train_seconds']):>8.0f} "
-              f"{float(r['train_pflop']):>7.3f} {int(r['pt_bytes']):>10,}  {r['device_name']}")
+        natural = f"{100 * float(r['natural_accuracy']):.2f}" if r.get("natural_accuracy") not in (None, "") else "-"
+        print(f"{r['seed']:>4} {100 * float(r['test_accuracy']):>10.2f} {natural:>9} {float(r['train_seconds']):>8.0f} "
+              f"{float(r['train_pflop']):>7.3f} {int(r['pt_bytes']):>10,}  {r['device_name']}, {r.get('machine') or '?'}")
     accuracies = [100 * float(r["test_accuracy"]) for r in rows]
     seconds = [float(r["train_seconds"]) for r in rows]
     spread = statistics.stdev(accuracies) if len(rows) > 1 else 0.0
@@ -151,6 +179,10 @@ def main():
         if metrics.get("train_seconds") is None or metrics.get("test_images") != 10_000:
             sys.exit(f"{args.record} is not from a full training run (TRAIN = False, or a test subset)")
         overrides = dict(args.overrides)  # the -p values the run was made with, if any
+        made_it = [pt for pt in args.record.parent.glob("*_submission.pt")
+                   if hashlib.sha256(pt.read_bytes()).hexdigest() == metrics.get("pt_sha256")]
+        if made_it:  # the .pt this run wrote is still beside its metrics.json
+            metrics["natural_accuracy"] = natural_accuracy(made_it[0])
         row = make_row(metrics, "full", overrides, dict(DOWNLOAD=False, **overrides), commit)
         append_row(row)
         print_table([row], f"recorded {args.record}, commit {commit}")
@@ -160,7 +192,7 @@ def main():
     parameters = dict(PROXY if args.proxy else {}, DOWNLOAD=False, **overrides)
     rows = []
     for seed in args.seeds:
-        metrics = run(parameters, seed, args.keep)
+        metrics = run(parameters, seed, args.keep, natural=not args.proxy)
         row = make_row(metrics, "proxy" if args.proxy else "full", overrides, parameters, commit)
         append_row(row)
         rows.append(row)

@@ -4,7 +4,7 @@
 
 PLAN.json is a list of {"name": ..., "seeds": [...], "params": {NOTEBOOK_PARAMETER: value}, "robust": bool}, run
 in order until the deadline (seconds) would be passed. Each run does what the notebook does, from its own code
-(tools/notebook.py): seed, build myResNet(), train() with the parameters, store fp16 as the export does; then it
+(tools/notebook.py): seed, build myResNet(), train() with the parameters, store the weights as the export does; then it
 scores the 10,000 test images through forward() (and two other test-time views, for comparison), and, where
 "robust", the summary of bench/robustness.py on the first --robust-images test images (its batches are made once
 and kept on the device). One JSON line per run goes to --out as soon as the run ends.
@@ -102,7 +102,7 @@ def run(notebook, data, params, seed, suite):
     history = nb.train(model, train_images.to(device), train_labels.to(device), nb.Recipe(), compile_model=nb.COMPILE,
                        amp=nb.AMP)
     train_seconds = time.perf_counter() - start
-    model.load_state_dict(nb.fp16_state_dict(model))  # exactly the weights the export saves
+    model.load_state_dict(nb.compact_state_dict(model))  # exactly the weights the export saves
     model.eval()
     result = {"seed": seed, "train_seconds": round(train_seconds, 2),
               "epoch_seconds": [round(h["seconds"], 2) for h in history],

@@ -50,3 +50,8 @@ def test_sweeps_never_score_the_blind_corruptions():
     suite = RobustSuite(torch.rand(4, 3, 32, 32).mul(255).to(torch.uint8), torch.zeros(4, dtype=torch.int64), "cpu")
     scored = {key[0] for key in suite.batches if isinstance(key, tuple)}
     assert scored == set(TUNE) | set(HELD_OUT) and not scored & set(BLIND)
+
+
+def test_the_results_file_has_the_columns_bench_writes():
+    from bench.bench import FIELDS, RESULTS
+    assert RESULTS.open().readline().strip() == ",".join(FIELDS)

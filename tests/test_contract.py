@@ -23,7 +23,8 @@ def test_builds_with_no_arguments_and_fits_6_mb(nb, model):
     state = model.state_dict()
     fp32_bytes = sum(t.numel() * 4 for t in state.values() if t.is_floating_point())
     assert fp32_bytes < 6e6, f"{fp32_bytes:,} bytes in fp32"
-    assert sum(t.numel() * t.element_size() for t in nb.fp16_state_dict(model).values()) < fp32_bytes / 1.9
+    stored_bytes = sum(t.numel() * t.element_size() for t in nb.compact_state_dict(model).values())
+    assert stored_bytes < fp32_bytes / 3.9, f"{stored_bytes:,} bytes stored"
 
 
 def test_eval_averages_six_views(nb, model):
@@ -185,4 +186,39 @@ def test_the_same_weights_save_to_the_same_bytes(nb, model, tmp_path):
     nb.save_submission(model, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     reloaded = torch.load(tmp_path / "a.pt")
-    assert all(torch.equal(reloaded[k], v) for k, v in nb.fp16_state_dict(model).items())
+    compact = nb.compact_state_dict(model)
+    assert reloaded.keys() == compact.keys() and all(torch.equal(reloaded[k], v) for k, v in compact.items())
+
+
+def test_the_8bit_state_dict_loads_the_ordinary_way_and_a_float_one_still_does(nb, model, tmp_path):
+    with torch.no_grad():
+        for conv in (m.conv for m in model.modules() if isinstance(m, nb.myConvolution)):
+            conv.weight.normal_()  # away from the dirac start, so that rounding shows
+    nb.save_submission(model, tmp_path / "a.pt")
+    stored = torch.load(tmp_path / "a.pt")
+    fresh = nb.myResNet()
+    fresh.load_state_dict(stored)  # strict, weights_only=True (the defaults)
+    for key, value in model.state_dict().items():
+        loaded = fresh.state_dict()[key]
+        if key + "_int8" in stored:  # within half a level of its channel's scale
+            half_level = stored[key + "_scale"].float().view(-1, 1, 1, 1) / 2
+            assert ((loaded - value).abs() <= half_level * 1.01).all() and not torch.equal(loaded, value), key
+        else:
+            torch.testing.assert_close(loaded, value.half().to(value.dtype), rtol=0, atol=0)
+    again = nb.myResNet()
+    again.load_state_dict(fresh.state_dict())  # a float state_dict
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in again.state_dict().items())
+    wrapped = torch.nn.ModuleDict({"net": nb.myResNet()})  # the hook reads keys under the model's prefix
+    wrapped.load_state_dict({f"net.{k}": v for k, v in stored.items()})
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in wrapped["net"].state_dict().items())
+    assert sorted(k for k in stored if k.endswith("_int8")) == sorted(
+        k + "_int8" for k, v in model.state_dict().items() if k.endswith("conv.weight") and v.shape[-2:] == (3, 3))
+    with pytest.raises(RuntimeError, match="features.2.conv.weight_int8"):
+        nb.myResNet().load_state_dict({k: v for k, v in stored.items() if k != "features.2.conv.weight_scale"})
+
+
+def test_the_state_dict_holds_every_tensor_once(model):
+    """The whitening convolution is registered once (as features[0]), so neither the .pt nor lookahead sees it twice."""
+    state = model.state_dict()
+    assert len({t.data_ptr() for t in state.values()}) == len(state)
+    assert model.whiten is model.features[0]

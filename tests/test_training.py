@@ -117,3 +117,17 @@ def test_fp16_training_runs_with_loss_scaling_on_the_cpu(nb):
     assert dtypes == {torch.float16}
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
     assert not torch.equal(before, model.classifier.conv.weight)  # 6 steps: one lookahead pull (every 5th step)
+
+
+def test_a_short_run_of_the_recipe_learns(nb, cifar_dir):
+    """Ties the recipe to learning: two epochs on 10,000 training images (40 steps) must lift the network's one-view
+    accuracy on 2,000 test images far above chance. Measured on the 2-core development VM: seeds 0, 1, 2 reach
+    66.95%, 68.50%, 69.45%; with every learning rate at zero the network stays at 11.05%. The floor sits 17 points
+    below the worst seed."""
+    train_images, train_labels, test_images, test_labels = nb.load_cifar10(cifar_dir)
+    torch.manual_seed(0)
+    model = nb.myResNet()
+    nb.train(model, train_images[:10_000], train_labels[:10_000], nb.Recipe(epochs=2, batch_size=500),
+             compile_model=False, amp="off")
+    accuracy = nb.single_view_accuracy(model, test_images[:2000], test_labels[:2000])
+    assert accuracy >= 0.50, f"one-view test accuracy {accuracy:.2%} after the short run"
