@@ -190,7 +190,7 @@ def test_the_same_weights_save_to_the_same_bytes(nb, model, tmp_path):
     assert reloaded.keys() == compact.keys() and all(torch.equal(reloaded[k], v) for k, v in compact.items())
 
 
-def test_the_8bit_state_dict_loads_the_ordinary_way_and_a_float_one_still_does(nb, model, tmp_path):
+def test_the_compact_state_dict_loads_the_ordinary_way_and_a_float_one_still_does(nb, model, tmp_path):
     with torch.no_grad():
         for conv in (m.conv for m in model.modules() if isinstance(m, nb.myConvolution)):
             conv.weight.normal_()  # away from the dirac start, so that rounding shows
@@ -215,6 +215,11 @@ def test_the_8bit_state_dict_loads_the_ordinary_way_and_a_float_one_still_does(n
         k + "_int8" for k, v in model.state_dict().items() if k.endswith("conv.weight") and v.shape[-2:] == (3, 3))
     with pytest.raises(RuntimeError, match="features.2.conv.weight_int8"):
         nb.myResNet().load_state_dict({k: v for k, v in stored.items() if k != "features.2.conv.weight_scale"})
+    assert sorted(k for k in stored if k.endswith(".vectors")) == sorted(
+        name[:-len("gamma")] + "vectors" for name in model.state_dict() if name.endswith(".gamma"))
+    assert not [k for k in stored if k.endswith(nb.BN_VECTORS)]  # each batch norm's four vectors as one tensor
+    with pytest.raises(RuntimeError, match="features.4.vectors"):
+        nb.myResNet().load_state_dict(dict(stored, **{"features.4.vectors": stored["features.4.vectors"][:3]}))
 
 
 def test_the_state_dict_holds_every_tensor_once(model):

@@ -1,4 +1,4 @@
-"""The pieces of the training recipe: whitening stem, dirac initialization, frozen BN scale, lookahead, schedule, blur."""
+"""The pieces of the training recipe: whitening stem, dirac initialization, frozen BN scale, lookahead, schedule, blur, zoom."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,20 @@ def test_random_blur_filters_each_image_with_its_own_weight(nb):
         expected = F.conv2d(F.pad(image[None], (1, 1, 1, 1), mode="reflect"), kernel, groups=3)[0]
         torch.testing.assert_close(result, expected)
     torch.testing.assert_close(nb.random_blur(images, 0.0), images)
+
+
+def test_random_zoom_enlarges_a_crop_of_each_chosen_image(nb):
+    """A ramp stays a ramp: each zoomed image is the ramp over its crop, stretched to the full width."""
+    torch.manual_seed(0)
+    ramp = torch.arange(32.0).expand(64, 3, 32, 32)
+    zoomed = nb.random_zoom(ramp, 0.5, 24)
+    slopes = zoomed[..., 8, 12:20].diff(dim=-1).mean(dim=(1, 2))  # inside, away from the clamped borders
+    chosen = ~torch.isclose(slopes, torch.tensor(1.0))
+    assert 16 <= chosen.sum() <= 48  # about half of the batch
+    assert ((slopes[chosen] >= 24 / 32 - 1e-4) & (slopes[chosen] < 1)).all()  # crops of 24-32 pixels
+    assert torch.equal(zoomed[~chosen], ramp[~chosen])
+    assert (zoomed[chosen] >= 0).all() and (zoomed[chosen] <= 31).all()  # inside the image
+    torch.testing.assert_close(nb.random_zoom(ramp, 1.0, 32), ramp)  # crops of the full side change nothing
 
 
 def test_amp_setting_picks_the_autocast_dtype(nb):
