@@ -45,6 +45,20 @@ def test_pt_of_another_architecture_is_a_clear_error(nb, tmp_path):
     with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet") as info:
         nb.load_submission(path)
     assert "size mismatch" not in str(info.value)
+    nb.save_submission(nb.myResNet(widths=(16, 32, 64)), path)  # the stored (deflated) form
+    with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet"):
+        nb.load_submission(path)
+
+
+def test_damaged_stored_weights_are_a_clear_error(nb, tmp_path):
+    path = tmp_path / "damaged.pt"
+    nb.save_submission(nb.myResNet(), path)
+    stored = torch.load(path)[nb.STORED_KEY]
+    torch.save({nb.STORED_KEY: stored[:len(stored) // 2]}, path)  # a truncated stream
+    with pytest.raises(ValueError, match="damaged"):
+        nb.load_submission(path)
+    with pytest.raises(ValueError, match="damaged"):
+        nb.myResNet().load_state_dict(torch.load(path))  # the grader's way says the same
 
 
 def test_pickled_module_is_a_clear_error(nb, tmp_path):

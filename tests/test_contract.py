@@ -185,9 +185,12 @@ def test_the_same_weights_save_to_the_same_bytes(nb, model, tmp_path):
     nb.save_submission(model, tmp_path / "a.pt")
     nb.save_submission(model, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
-    reloaded = torch.load(tmp_path / "a.pt")
+    saved = torch.load(tmp_path / "a.pt")
+    assert list(saved) == [nb.STORED_KEY] and saved[nb.STORED_KEY].dtype == torch.uint8
     compact = nb.compact_state_dict(model)
-    assert reloaded.keys() == compact.keys() and all(torch.equal(reloaded[k], v) for k, v in compact.items())
+    inflated = nb.inflate(saved[nb.STORED_KEY], compact)
+    assert inflated.keys() == compact.keys() and all(torch.equal(inflated[k], v) for k, v in compact.items())
+    assert (tmp_path / "a.pt").stat().st_size < sum(t.numel() * t.element_size() for t in compact.values())
 
 
 def test_the_compact_state_dict_loads_the_ordinary_way_and_a_float_one_still_does(nb, model, tmp_path):
@@ -195,9 +198,10 @@ def test_the_compact_state_dict_loads_the_ordinary_way_and_a_float_one_still_doe
         for conv in (m.conv for m in model.modules() if isinstance(m, nb.myConvolution)):
             conv.weight.normal_()  # away from the dirac start, so that rounding shows
     nb.save_submission(model, tmp_path / "a.pt")
-    stored = torch.load(tmp_path / "a.pt")
+    saved = torch.load(tmp_path / "a.pt")
     fresh = nb.myResNet()
-    fresh.load_state_dict(stored)  # strict, weights_only=True (the defaults)
+    fresh.load_state_dict(saved)  # strict, weights_only=True (the defaults)
+    stored = nb.compact_state_dict(model)  # what the deflated tensor holds (checked in the test above)
     for key, value in model.state_dict().items():
         loaded = fresh.state_dict()[key]
         if key + "_int8" in stored:  # within half a level of its channel's scale
@@ -209,8 +213,9 @@ def test_the_compact_state_dict_loads_the_ordinary_way_and_a_float_one_still_doe
     again.load_state_dict(fresh.state_dict())  # a float state_dict
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in again.state_dict().items())
     wrapped = torch.nn.ModuleDict({"net": nb.myResNet()})  # the hook reads keys under the model's prefix
-    wrapped.load_state_dict({f"net.{k}": v for k, v in stored.items()})
-    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in wrapped["net"].state_dict().items())
+    for state in (saved, stored):  # the .pt, and the compact state_dict it deflates
+        wrapped.load_state_dict({f"net.{k}": v for k, v in state.items()})
+        assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in wrapped["net"].state_dict().items())
     assert sorted(k for k in stored if k.endswith("_int8")) == sorted(
         k + "_int8" for k, v in model.state_dict().items() if k.endswith("conv.weight") and v.shape[-2:] == (3, 3))
     with pytest.raises(RuntimeError, match="features.2.conv.weight_int8"):
