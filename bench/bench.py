@@ -7,6 +7,8 @@
                                                         # give its -p overrides, if any)
     python bench/bench.py --show 1a2b3c4 5d6e7f8        # the table of the full runs of these commits, from results.csv
     python bench/bench.py --seeds 2 --keep runs/        # also keep each run's outputs in runs/seed2/
+    python bench/bench.py --seeds 0 --keep runs/ --save-float  # ...and the float weights before storage
+                                                        # (runs/seed0/float_state.pt, for bench/filter_bits.py)
 
 Each run goes to a temporary OUTPUT_DIR, never over the committed submission. Every result is appended to
 bench/results.csv (with the commit, the machine and the overrides), so the table accumulates across sessions;
@@ -89,11 +91,24 @@ def train_pflop(parameters, train_images):
     return step_flops * steps / 1e15
 
 
-def run(parameters, seed, keep=None, natural=False):
+def with_float_weights_saved(notebook, copy):
+    """Write to `copy` the notebook with one more cell, before the evaluation, that saves the trained float
+    weights to OUTPUT_DIR/float_state.pt."""
+    cells = json.loads(Path(notebook).read_text())
+    at = next(i for i, cell in enumerate(cells["cells"]) if cell.get("id") == "c36")  # it rounds to the stored weights
+    cells["cells"].insert(at, {"cell_type": "code", "id": "bench-save-float", "metadata": {}, "outputs": [],
+                               "execution_count": None, "source": "if train_now:\n    torch.save("
+                               "{k: v.cpu() for k, v in model.state_dict().items()}, out_dir / 'float_state.pt')\n"})
+    Path(copy).write_text(json.dumps(cells))
+    return copy
+
+
+def run(parameters, seed, keep=None, natural=False, save_float=False):
     """Metrics of one papermill run (with its natural-shift accuracy if `natural`); with `keep`, its outputs (.pt,
-    .csv, notebook...) are copied to keep/seedN."""
+    .csv, notebook...) are copied to keep/seedN; with `save_float`, float_state.pt among them."""
     with tempfile.TemporaryDirectory(prefix="hw2-bench-") as out:
-        papermill.execute_notebook(str(NOTEBOOK), str(Path(out) / "executed.ipynb"),
+        notebook = with_float_weights_saved(NOTEBOOK, Path(out) / "saving_float.ipynb") if save_float else NOTEBOOK
+        papermill.execute_notebook(str(notebook), str(Path(out) / "executed.ipynb"),
                                    parameters=dict(parameters, SEED=seed, OUTPUT_DIR=out, TRAIN=True),
                                    cwd=str(REPO), kernel_name="python3", progress_bar=False)
         if keep:
@@ -158,6 +173,8 @@ def main():
     parser.add_argument("--record", type=Path, metavar="METRICS_JSON",
                         help="append the full default run that wrote this metrics.json, instead of running")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="copy each run's outputs to DIR/seedN")
+    parser.add_argument("--save-float", action="store_true",
+                        help="with --keep: also keep the float weights before storage, DIR/seedN/float_state.pt")
     parser.add_argument("--show", metavar="COMMIT", nargs="+",
                         help="print the full runs of these commits (the same recipe) from results.csv and exit")
     args = parser.parse_args()
@@ -188,11 +205,13 @@ def main():
         print_table([row], f"recorded {args.record}, commit {commit}")
         return
 
+    if args.save_float and not args.keep:
+        sys.exit("--save-float needs --keep DIR: the float weights are kept with the run's outputs")
     overrides = dict(args.overrides)
     parameters = dict(PROXY if args.proxy else {}, DOWNLOAD=False, **overrides)
     rows = []
     for seed in args.seeds:
-        metrics = run(parameters, seed, args.keep, natural=not args.proxy)
+        metrics = run(parameters, seed, args.keep, natural=not args.proxy, save_float=args.save_float)
         row = make_row(metrics, "proxy" if args.proxy else "full", overrides, parameters, commit)
         append_row(row)
         rows.append(row)

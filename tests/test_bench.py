@@ -1,8 +1,11 @@
-"""The benchmark scripts' own logic: override parsing and the corruption suite."""
+"""The benchmark scripts' own logic: override parsing, saving float weights, level entropy, the corruption suite."""
+import json
+
 import pytest
 import torch
 
-from bench.bench import parse_override
+from bench.bench import parse_override, with_float_weights_saved
+from bench.filter_bits import entropy_bits
 from bench.robustness import BLIND, CORRUPTIONS, HELD_OUT, TUNE
 
 
@@ -12,6 +15,20 @@ def test_parse_override():
     assert parse_override("DEVICE=cuda") == ("DEVICE", "cuda")
     with pytest.raises(Exception, match="KEY=VALUE"):
         parse_override("EPOCHS")
+
+
+def test_the_float_weights_are_saved_before_the_rounding_cell(tmp_path):
+    from tools.notebook import NOTEBOOK
+    cells = json.loads(with_float_weights_saved(NOTEBOOK, tmp_path / "copy.ipynb").read_text())["cells"]
+    ids = [cell.get("id") for cell in cells]
+    assert ids.index("bench-save-float") + 1 == ids.index("c36")
+    assert "compact_state_dict(model)" in "".join(cells[ids.index("c36")]["source"])  # c36 still rounds the weights
+    compile("".join(cells[ids.index("bench-save-float")]["source"]), "saving", "exec")
+
+
+def test_entropy_of_levels():
+    assert entropy_bits([torch.tensor([-1, 0, 1, 2], dtype=torch.int8)]) == pytest.approx(2.0)
+    assert entropy_bits([torch.zeros(5, dtype=torch.int8), torch.zeros(3, dtype=torch.int8)]) == 0.0
 
 
 def test_halves_split_the_suite():

@@ -227,6 +227,21 @@ def test_the_compact_state_dict_loads_the_ordinary_way_and_a_float_one_still_doe
         nb.myResNet().load_state_dict(dict(stored, **{"features.4.vectors": stored["features.4.vectors"][:3]}))
 
 
+def test_filter_bits_set_the_stored_levels(nb, model):
+    with torch.no_grad():
+        for conv in (m.conv for m in model.modules() if isinstance(m, nb.myConvolution)):
+            conv.weight.normal_()
+    for bits in (nb.FILTER_BITS, 4, 8):
+        banks = [t for k, t in nb.compact_state_dict(model, bits).items() if k.endswith("_int8")]
+        top = 2 ** (bits - 1) - 1
+        assert all(t.dtype == torch.int8 and t.flatten(1).abs().amax(1).eq(top).all() for t in banks), bits
+    assert all(torch.equal(a, b) for a, b in zip(nb.compact_state_dict(model).values(),
+                                                 nb.compact_state_dict(model, nb.FILTER_BITS).values()))
+    for bits in (1, 9, 6.0):
+        with pytest.raises(ValueError, match="FILTER_BITS must be an integer from 2 to 8"):
+            nb.compact_state_dict(model, bits)
+
+
 def test_the_state_dict_holds_every_tensor_once(model):
     """The whitening convolution is registered once (as features[0]), so neither the .pt nor lookahead sees it twice."""
     state = model.state_dict()

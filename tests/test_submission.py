@@ -19,8 +19,8 @@ def test_set(nb, cifar_dir):
     return images, labels
 
 
-def test_pt_is_one_deflated_tensor_of_8_bit_filters(nb):
-    assert PT.stat().st_size <= 820_000  # 8-bit filters, entropy coded: 6.7 bits per parameter (the limit is 6 MB)
+def test_pt_is_one_deflated_tensor_of_low_bit_filters(nb):
+    assert PT.stat().st_size <= 600_000  # 6-bit filters, entropy coded: under 5 bits per parameter (the limit is 6 MB)
     saved = torch.load(PT)  # the default weights_only=True: tensors only, no pickled code
     assert list(saved) == [nb.STORED_KEY] and saved[nb.STORED_KEY].dtype == torch.uint8
     state = nb.inflate(saved[nb.STORED_KEY], nb.compact_state_dict(nb.myResNet()))
@@ -28,6 +28,8 @@ def test_pt_is_one_deflated_tensor_of_8_bit_filters(nb):
     assert len(int8) == 9 and all(t.dtype == torch.int8 and t.shape[-2:] == (3, 3) for t in int8.values())
     assert not [k for k, t in state.items() if k.endswith("conv.weight") and t.shape[-2:] == (3, 3)]
     assert all(state[k[:-len("_int8")] + "_scale"].shape == (len(t),) for k, t in int8.items())  # per channel
+    top = 2 ** (nb.FILTER_BITS - 1) - 1  # each channel's largest weight sits on the outermost level
+    assert all(t.flatten(1).abs().amax(1).eq(top).all() for t in int8.values())
     assert all(t.dtype == torch.float16 for t in state.values() if t.is_floating_point())
     assert len([k for k in state if k.endswith(".vectors")]) == 9 and not [k for k in state if k.endswith(".gamma")]
 
@@ -39,7 +41,7 @@ def test_csv_format_and_accuracy(test_set):
     assert csv["id"].tolist() == list(range(10_000))
     assert csv["label"].between(0, 9).all() and csv["label"].dtype.kind == "i"
     accuracy = (torch.tensor(csv["label"].to_numpy()) == labels).double().mean().item()
-    assert accuracy >= 0.939  # the committed submission's floor (93.94%: the zoom traded 0.1 point for natural photos)
+    assert accuracy >= 0.939  # the committed submission's floor (93.98%, 6-bit filters; float weights 94.00%)
     assert accuracy == pytest.approx(json.loads(METRICS.read_text())["test_accuracy"], abs=1e-12)
 
 

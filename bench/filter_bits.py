@@ -1,0 +1,77 @@
+"""What storing the 3×3 filters in fewer bits costs: for float weights saved by `bench.py --save-float`, each
+bit width's .pt bytes, the entropy of its levels, and how many predictions change against the float weights.
+
+    python bench/filter_bits.py runs/seed0/float_state.pt --bits 8 7 6 5
+
+Predictions are the notebook's `predict` (the submitted model's test-time views). Choose the width on the
+training images and the natural-shift development set; the test-set columns are there to report, not to choose.
+"""
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
+from robustness import NATURAL, load_natural  # noqa: E402  (a sibling script)
+from tools.notebook import REPO, definitions  # noqa: E402
+
+
+def entropy_bits(banks):
+    """Order-0 entropy (bits per weight) of the integer levels of the filter banks, taken together."""
+    counts = torch.bincount(torch.cat([t.flatten().long() + 128 for t in banks])).double()
+    p = counts[counts > 0] / counts.sum()
+    return -(p * p.log2()).sum().item()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("float_state", type=Path, help="a float state_dict of myResNet() (bench.py --save-float)")
+    parser.add_argument("--bits", type=int, nargs="+", default=[8, 7, 6, 5])
+    parser.add_argument("--train-images", type=int, default=10_000, help="the first N training images")
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data")
+    args = parser.parse_args()
+
+    nb = definitions(DEVICE="cpu")
+    train_images, train_labels, test_images, test_labels = nb.load_cifar10(args.data_dir)
+    sets = {"train": (train_images[:args.train_images], train_labels[:args.train_images]),
+            "test": (test_images, test_labels)}
+    natural = load_natural(NATURAL)
+    if natural is not None:
+        sets["natural"] = natural
+    float_state = torch.load(args.float_state)
+
+    def model_with(bits):
+        model = nb.myResNet()
+        model.load_state_dict(float_state)
+        if bits is not None:
+            compact = nb.compact_state_dict(model, bits)
+            model.load_state_dict(compact)
+            return model.eval(), compact
+        return model.eval(), None
+
+    model, _ = model_with(None)
+    reference = {name: nb.predict(model, images) for name, (images, _) in sets.items()}
+    header = f"{'bits':>4} {'.pt bytes':>10} {'H bits':>7}"
+    header += "".join(f"{name + ' %':>11}{'changed':>8}" for name in sets)
+    print(f"{args.float_state}\n{header}")
+    accuracy = lambda predictions, labels: 100 * (predictions == labels).double().mean().item()
+    print(f"{'float':>4} {'':>10} {'':>7}" + "".join(
+        f"{accuracy(reference[name], labels):>11.2f}{0:>8}" for name, (_, labels) in sets.items()))
+    for bits in args.bits:
+        model, compact = model_with(bits)
+        buffer = io.BytesIO()
+        torch.save({nb.STORED_KEY: nb.deflate(compact)}, buffer)
+        cells = ""
+        for name, (images, labels) in sets.items():
+            predictions = nb.predict(model, images)
+            cells += f"{accuracy(predictions, labels):>11.2f}"
+            cells += f"{(predictions != reference[name]).sum().item():>8}"
+        banks = [t for k, t in compact.items() if k.endswith("_int8")]
+        print(f"{bits:>4} {buffer.getbuffer().nbytes:>10,} {entropy_bits(banks):>7.2f}{cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
