@@ -41,19 +41,14 @@ def main():
     natural = load_natural(NATURAL)
     if natural is not None:
         sets["natural"] = natural
-    float_state = torch.load(args.float_state)
 
-    def model_with(bits):
+    def model_from(state):
         model = nb.myResNet()
-        model.load_state_dict(float_state)
-        if bits is not None:
-            compact = nb.compact_state_dict(model, bits)
-            model.load_state_dict(compact)
-            return model.eval(), compact
-        return model.eval(), None
+        model.load_state_dict(state)
+        return model
 
-    model, _ = model_with(None)
-    reference = {name: nb.predict(model, images) for name, (images, _) in sets.items()}
+    float_model = model_from(torch.load(args.float_state))
+    reference = {name: nb.predict(float_model, images) for name, (images, _) in sets.items()}
     header = f"{'bits':>4} {'.pt bytes':>10} {'H bits':>7}"
     header += "".join(f"{name + ' %':>11}{'changed':>8}" for name in sets)
     print(f"{args.float_state}\n{header}")
@@ -61,7 +56,8 @@ def main():
     print(f"{'float':>4} {'':>10} {'':>7}" + "".join(
         f"{accuracy(reference[name], labels):>11.2f}{0:>8}" for name, (_, labels) in sets.items()))
     for bits in args.bits:
-        model, compact = model_with(bits)
+        compact = nb.compact_state_dict(float_model, bits)
+        model = model_from(compact)
         buffer = io.BytesIO()
         torch.save({nb.STORED_KEY: nb.deflate(compact)}, buffer)
         cells = ""
