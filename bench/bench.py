@@ -11,7 +11,7 @@
                                                         # (runs/seed0/float_state.pt, for bench/filter_bits.py)
 
 Each run goes to a temporary OUTPUT_DIR, never over the committed submission. Every result is appended to
-bench/results.csv (with the commit, the machine and the overrides), so the table accumulates across sessions;
+bench/results/results.csv (with the commit, the machine and the overrides), so the table accumulates over time;
 full runs are also scored on the natural-shift development set (bench/robustness.py), where it is present.
 The commit is HEAD's, marked "-dirty" when the notebook's code cells differ from HEAD's.
 Training compute counts the forward and backward FLOPs (torch.utils.flop_counter) of one step, plus those of
@@ -42,7 +42,7 @@ from tools.notebook import NOTEBOOK, REPO, code_cells, definitions  # noqa: E402
 
 # 2 epochs on all 50k images (194 steps). A 76-step proxy (10k images, 4 epochs) scored 44% ± 3: it ranked nothing.
 PROXY = dict(TEST_SUBSET=2_000, EPOCHS=2)
-RESULTS = REPO / "bench" / "results.csv"
+RESULTS = REPO / "bench" / "results" / "results.csv"
 FIELDS = ["when", "commit", "mode", "overrides", "seed", "test_accuracy", "natural_accuracy", "test_images",
           "train_seconds", "device", "device_name", "machine", "train_pflop", "pt_bytes", "epochs", "train_images"]
 

@@ -9,7 +9,7 @@ fixed seed, nothing downloaded. The corruption suite is ten corruptions at five 
 follow CIFAR-10-C (Hendrycks & Dietterich, 2019, "Benchmarking Neural Network Robustness to Common Corruptions
 and Perturbations") where the operation is the same; brightness and saturation act in RGB here, not in HSV.
 The corruptions are split in two halves: choose recipes on TUNE only, and report HELD_OUT separately.
-HELD_OUT was scored (stop 11 of issue 4) and is no longer unseen, so BLIND adds five corruptions of kinds the
+HELD_OUT has been scored while recipes were chosen and is no longer unseen, so BLIND adds five corruptions of kinds the
 suite lacks (defocus, motion and zoom blur, fog, elastic warping), written and committed before any model was
 scored on them: score them once, on a final model, and never choose anything on them.
 """

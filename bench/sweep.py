@@ -1,4 +1,4 @@
-"""Many full training runs of the notebook's recipe and its variants in one process: made for a lent GPU's minutes.
+"""Many full training runs of the notebook's recipe and its variants in one process: made for a few GPU minutes.
 
     python bench/sweep.py PLAN.json --out runs.jsonl [--notebook NB.ipynb] [--data-dir DIR] [--deadline 480]
 
@@ -36,9 +36,9 @@ def view_accuracies(nb, model, images, labels):
         x = images[i:i + nb.EVAL_BATCH_SIZE].to(device).float().div_(255).contiguous(memory_format=torch.channels_last)
         y = labels[i:i + nb.EVAL_BATCH_SIZE].to(device)
         padded = nb.reflect_pad(x, 1)
-        shifted = [model.mirrored_logits(padded[..., a:a + x.shape[-2], b:b + x.shape[-1]])
+        shifted = [nb.mirrored_logits(model, padded[..., a:a + x.shape[-2], b:b + x.shape[-1]])
                    for a, b in ((0, 0), (2, 2), (0, 2), (2, 0))]
-        center = model.mirrored_logits(x)
+        center = nb.mirrored_logits(model, x)
         for key, logits in (("2 views", center), ("10 views", 2 * center + sum(shifted) / 2)):
             sums[key] += (logits.argmax(1) == y).sum().item()
     return {k: 100 * v / len(images) for k, v in sums.items()}
@@ -99,10 +99,9 @@ def run(notebook, data, params, seed, suite):
     torch.manual_seed(seed)
     model = nb.myResNet().to(device, memory_format=torch.channels_last)
     start = time.perf_counter()
-    history = nb.train(model, train_images.to(device), train_labels.to(device), nb.Recipe(), compile_model=nb.COMPILE,
-                       amp=nb.AMP)
+    history = nb.train(model, train_images.to(device), train_labels.to(device))  # the recipe of the configured module
     train_seconds = time.perf_counter() - start
-    model.load_state_dict(nb.compact_state_dict(model))  # exactly the weights the export saves
+    model.load_state_dict(nb.compact_state_dict(model, nb.FILTER_BITS))  # exactly the weights the export saves
     model.eval()
     result = {"seed": seed, "train_seconds": round(train_seconds, 2),
               "epoch_seconds": [round(h["seconds"], 2) for h in history],

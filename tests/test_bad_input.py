@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import torch
 
+from tools.notebook import definitions
+
 
 def write_fake_cifar(root, images_per_batch=20):
     folder = root / "cifar-10-batches-py"
@@ -40,12 +42,13 @@ def test_truncated_batch_names_the_file(nb, tmp_path):
 
 
 def test_pt_of_another_architecture_is_a_clear_error(nb, tmp_path):
+    other = definitions(DEVICE="cpu", WIDTHS=(16, 32, 64))
     path = tmp_path / "other.pt"
-    torch.save(nb.myResNet(widths=(16, 32, 64)).state_dict(), path)
+    torch.save(other.myResNet().state_dict(), path)
     with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet") as info:
         nb.load_submission(path)
     assert "size mismatch" not in str(info.value)
-    nb.save_submission(nb.myResNet(widths=(16, 32, 64)), path)  # the stored (deflated) form
+    other.save_submission(other.myResNet(), path)  # the stored (deflated) form
     with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet"):
         nb.load_submission(path)
 
@@ -86,11 +89,12 @@ def test_failed_write_keeps_the_old_file(nb, tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["kept.csv"]
 
 
-def test_non_finite_loss_stops_training(nb):
-    model = nb.myResNet(widths=(8, 8, 8))
+def test_non_finite_loss_stops_training():
+    nb = definitions(DEVICE="cpu", WIDTHS=(8, 8, 8), EPOCHS=1, BATCH_SIZE=32, LR=float("inf"), COMPILE=False,
+                     AMP="off")
+    model = nb.myResNet()
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (64,))
     with pytest.raises(FloatingPointError, match="lower LR"):
         # an infinite step makes the weights non-finite for certain; 1e30 left some draws' loss huge but finite
-        nb.train(model, images, labels, nb.Recipe(epochs=1, batch_size=32, lr=float("inf")), compile_model=False,
-                 amp="off")
+        nb.train(model, images, labels)

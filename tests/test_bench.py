@@ -22,7 +22,7 @@ def test_the_float_weights_are_saved_before_the_rounding_cell(tmp_path):
     cells = json.loads(with_float_weights_saved(NOTEBOOK, tmp_path / "copy.ipynb").read_text())["cells"]
     ids = [cell.get("id") for cell in cells]
     assert ids.index("bench-save-float") + 1 == ids.index("c36")
-    assert "compact_state_dict(model)" in "".join(cells[ids.index("c36")]["source"])  # c36 still rounds the weights
+    assert "compact_state_dict(model, FILTER_BITS)" in "".join(cells[ids.index("c36")]["source"])  # c36 still rounds the weights
     compile("".join(cells[ids.index("bench-save-float")]["source"]), "saving", "exec")
 
 

@@ -23,7 +23,7 @@ def test_builds_with_no_arguments_and_fits_6_mb(nb, model):
     state = model.state_dict()
     fp32_bytes = sum(t.numel() * 4 for t in state.values() if t.is_floating_point())
     assert fp32_bytes < 6e6, f"{fp32_bytes:,} bytes in fp32"
-    stored_bytes = sum(t.numel() * t.element_size() for t in nb.compact_state_dict(model).values())
+    stored_bytes = sum(t.numel() * t.element_size() for t in nb.compact_state_dict(model, nb.FILTER_BITS).values())
     assert stored_bytes < fp32_bytes / 3.9, f"{stored_bytes:,} bytes stored"
 
 
@@ -91,12 +91,12 @@ def test_only_flat_images_are_stretched_to_the_contrast_floor(nb):
     x = torch.rand(4, 3, 32, 32)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     flat = mean + (x - mean) * 0.1  # std about 0.03, far below the floor
-    torch.testing.assert_close(nb.raise_contrast(x, nb.CONTRAST_FLOOR), x)
-    stretched = nb.raise_contrast(flat, nb.CONTRAST_FLOOR)
+    torch.testing.assert_close(nb.raise_contrast(x), x)
+    stretched = nb.raise_contrast(flat)
     torch.testing.assert_close(stretched.mean(dim=(1, 2, 3)), flat.mean(dim=(1, 2, 3)))
     torch.testing.assert_close(stretched.std(dim=(1, 2, 3), correction=0), torch.full((4,), nb.CONTRAST_FLOOR))
     constant = torch.full((1, 3, 32, 32), 0.3)
-    torch.testing.assert_close(nb.raise_contrast(constant, nb.CONTRAST_FLOOR), constant)
+    torch.testing.assert_close(nb.raise_contrast(constant), constant)
 
 
 def test_contrast_below_the_floor_does_not_change_the_prediction(model):
@@ -187,7 +187,7 @@ def test_the_same_weights_save_to_the_same_bytes(nb, model, tmp_path):
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
     saved = torch.load(tmp_path / "a.pt")
     assert list(saved) == [nb.STORED_KEY] and saved[nb.STORED_KEY].dtype == torch.uint8
-    compact = nb.compact_state_dict(model)
+    compact = nb.compact_state_dict(model, nb.FILTER_BITS)
     inflated = nb.inflate(saved[nb.STORED_KEY], compact)
     assert inflated.keys() == compact.keys() and all(torch.equal(inflated[k], v) for k, v in compact.items())
     assert (tmp_path / "a.pt").stat().st_size < sum(t.numel() * t.element_size() for t in compact.values())
@@ -201,7 +201,7 @@ def test_the_compact_state_dict_loads_the_ordinary_way_and_a_float_one_still_doe
     saved = torch.load(tmp_path / "a.pt")
     fresh = nb.myResNet()
     fresh.load_state_dict(saved)  # strict, weights_only=True (the defaults)
-    stored = nb.compact_state_dict(model)  # what the deflated tensor holds (checked in the test above)
+    stored = nb.compact_state_dict(model, nb.FILTER_BITS)  # what the deflated tensor holds (checked in the test above)
     for key, value in model.state_dict().items():
         loaded = fresh.state_dict()[key]
         if key + "_int8" in stored:  # within half a level of its channel's scale
@@ -218,13 +218,13 @@ def test_the_compact_state_dict_loads_the_ordinary_way_and_a_float_one_still_doe
         assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in wrapped["net"].state_dict().items())
     assert sorted(k for k in stored if k.endswith("_int8")) == sorted(
         k + "_int8" for k, v in model.state_dict().items() if k.endswith("conv.weight") and v.shape[-2:] == (3, 3))
-    with pytest.raises(RuntimeError, match="features.2.conv.weight_int8"):
-        nb.myResNet().load_state_dict({k: v for k, v in stored.items() if k != "features.2.conv.weight_scale"})
+    with pytest.raises(RuntimeError, match="stage1.widen.conv.weight_int8"):
+        nb.myResNet().load_state_dict({k: v for k, v in stored.items() if k != "stage1.widen.conv.weight_scale"})
     assert sorted(k for k in stored if k.endswith(".vectors")) == sorted(
         name[:-len("gamma")] + "vectors" for name in model.state_dict() if name.endswith(".gamma"))
     assert not [k for k in stored if k.endswith(nb.BN_VECTORS)]  # each batch norm's four vectors as one tensor
-    with pytest.raises(RuntimeError, match="features.4.vectors"):
-        nb.myResNet().load_state_dict(dict(stored, **{"features.4.vectors": stored["features.4.vectors"][:3]}))
+    with pytest.raises(RuntimeError, match="stage1.norm.vectors"):
+        nb.myResNet().load_state_dict(dict(stored, **{"stage1.norm.vectors": stored["stage1.norm.vectors"][:3]}))
 
 
 def test_filter_bits_set_the_stored_levels(nb, model):
@@ -235,15 +235,15 @@ def test_filter_bits_set_the_stored_levels(nb, model):
         banks = [t for k, t in nb.compact_state_dict(model, bits).items() if k.endswith("_int8")]
         top = 2 ** (bits - 1) - 1
         assert all(t.dtype == torch.int8 and t.flatten(1).abs().amax(1).eq(top).all() for t in banks), bits
-    assert all(torch.equal(a, b) for a, b in zip(nb.compact_state_dict(model).values(),
-                                                 nb.compact_state_dict(model, nb.FILTER_BITS).values()))
+    stored = nb.inflate(nb.stored_state_dict(model)[nb.STORED_KEY], nb.compact_state_dict(model, 8))
+    assert all(torch.equal(a, b) for a, b in zip(stored.values(), nb.compact_state_dict(model, nb.FILTER_BITS).values()))
     for bits in (1, 9, 6.0):
         with pytest.raises(ValueError, match="FILTER_BITS must be an integer from 2 to 8"):
             nb.compact_state_dict(model, bits)
 
 
 def test_the_state_dict_holds_every_tensor_once(model):
-    """The whitening convolution is registered once (as features[0]), so neither the .pt nor lookahead sees it twice."""
+    """The whitening convolution is registered once (in the stem), so neither the .pt nor lookahead sees it twice."""
     state = model.state_dict()
     assert len({t.data_ptr() for t in state.values()}) == len(state)
-    assert model.whiten is model.features[0]
+    assert [k for k in state if "whiten" in k] == ["stem.whiten.conv.weight", "stem.whiten.conv.bias"]

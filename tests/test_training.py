@@ -3,6 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tools.notebook import definitions
+
 
 def test_whitening_filters_decorrelate_patches(nb):
     mixing = torch.randn(12, 12)
@@ -14,15 +16,17 @@ def test_whitening_filters_decorrelate_patches(nb):
     torch.testing.assert_close(outputs.T @ outputs / len(outputs), torch.eye(12), rtol=0, atol=1e-3)
 
 
-def test_whiten_from_sets_the_frozen_stem(nb):
+def test_whiten_from_sets_the_frozen_stem():
+    nb = definitions(DEVICE="cpu", WHITEN_EPS=5e-4)
     model = nb.myResNet()
+    whiten = model.stem.whiten.conv
     images = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8)
-    before = model.whiten.conv.weight.clone()
-    model.whiten_from(images, eps=5e-4)
-    assert not model.whiten.conv.weight.requires_grad
-    assert not torch.equal(before, model.whiten.conv.weight)
+    before = whiten.weight.clone()
+    model.whiten_from(images)
+    assert not whiten.weight.requires_grad
+    assert not torch.equal(before, whiten.weight)
     x = model.normalize(images.float() / 255)
-    out = torch.nn.functional.conv2d(x, model.whiten.conv.weight[:12]).permute(1, 0, 2, 3).flatten(1)
+    out = torch.nn.functional.conv2d(x, whiten.weight[:12]).permute(1, 0, 2, 3).flatten(1)
     torch.testing.assert_close(out @ out.T / out.shape[1], torch.eye(12), rtol=0, atol=0.05)
 
 
@@ -117,31 +121,33 @@ def test_amp_setting_picks_the_autocast_dtype(nb):
         nb.autocast_dtype("half", cpu)
 
 
-def test_fp16_training_runs_with_loss_scaling_on_the_cpu(nb):
+def test_fp16_training_runs_with_loss_scaling_on_the_cpu():
     """Colab's T4 path (fp16 autocast + GradScaler), exercised on the CPU."""
+    nb = definitions(DEVICE="cpu", WIDTHS=(8, 8, 8), EPOCHS=3, BATCH_SIZE=32, LR=0.2, SHIFT_LR_SCALE=4, AMP="fp16",
+                     COMPILE=False)
     torch.manual_seed(0)
-    model = nb.myResNet(widths=(8, 8, 8))
+    model = nb.myResNet()
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (64,))
     dtypes = set()
-    model.classifier.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
-    before = model.classifier.conv.weight.detach().clone()
-    history = nb.train(model, images, labels, nb.Recipe(epochs=3, batch_size=32, lr=0.2, shift_lr_scale=4),
-                       compile_model=False, amp="fp16")
+    classifier = model.head.classifier
+    classifier.register_forward_hook(lambda module, inputs, output: dtypes.add(output.dtype))
+    before = classifier.conv.weight.detach().clone()
+    history = nb.train(model, images, labels)
     assert dtypes == {torch.float16}
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
-    assert not torch.equal(before, model.classifier.conv.weight)  # 6 steps: one lookahead pull (every 5th step)
+    assert not torch.equal(before, classifier.conv.weight)  # 6 steps: one lookahead pull (every 5th step)
 
 
-def test_a_short_run_of_the_recipe_learns(nb, cifar_dir):
+def test_a_short_run_of_the_recipe_learns(cifar_dir):
     """Ties the recipe to learning: two epochs on 10,000 training images (40 steps) must lift the network's one-view
     accuracy on 2,000 test images far above chance. Measured on the 2-core development VM: seeds 0, 1, 2 reach
     66.95%, 68.50%, 69.45%; with every learning rate at zero the network stays at 11.05%. The floor sits 17 points
     below the worst seed."""
+    nb = definitions(DEVICE="cpu", EPOCHS=2, BATCH_SIZE=500, COMPILE=False, AMP="off")
     train_images, train_labels, test_images, test_labels = nb.load_cifar10(cifar_dir)
     torch.manual_seed(0)
     model = nb.myResNet()
-    nb.train(model, train_images[:10_000], train_labels[:10_000], nb.Recipe(epochs=2, batch_size=500),
-             compile_model=False, amp="off")
+    nb.train(model, train_images[:10_000], train_labels[:10_000])
     accuracy = nb.single_view_accuracy(model, test_images[:2000], test_labels[:2000])
     assert accuracy >= 0.50, f"one-view test accuracy {accuracy:.2%} after the short run"

@@ -4,7 +4,7 @@
     python tools/cifar_webp.py unpack OUT_DIR DATA_DIR                               # there
 
 The pickles hold 184 MB of pixels; xz keeps 76% of that, lossless WebP of a 100×100-image mosaic 55%. That
-is what lets the 50,000 training images travel to a lent GPU in two calls of the device tool (64 MiB each).
+is what lets the 50,000 training images travel to a GPU machine whose uploads are capped (in two 64 MiB parts).
 `unpack` rebuilds the standard cifar-10-batches-py pickles and checks every batch's SHA-256 of pixels and
 labels against the packing side, so a lossy or truncated transfer fails loudly.
 """

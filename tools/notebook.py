@@ -20,9 +20,11 @@ def code_cells(tag=None, notebook=NOTEBOOK):
 
 
 def definitions(notebook=NOTEBOOK, **parameters):
-    """The notebook's parameters (with overrides) and definitions, as a module named `hw2_notebook`."""
-    module = types.ModuleType("hw2_notebook")
-    sys.modules[module.__name__] = module  # so that its classes pickle like any module's
+    """The notebook's parameters (with overrides) and definitions, as a module named `hw2_notebook` (the first
+    time; then `hw2_notebook_2`, `_3`, …, so that each module's classes keep pickling like any module's)."""
+    copies = sum(1 for name in sys.modules if name == "hw2_notebook" or name.startswith("hw2_notebook_"))
+    module = types.ModuleType("hw2_notebook" + (f"_{copies + 1}" if copies else ""))
+    sys.modules[module.__name__] = module
     exec(compile(code_cells("parameters", notebook)[0], "<parameters cell>", "exec"), module.__dict__)
     module.__dict__.update(parameters)
     for i, source in enumerate(code_cells("defs", notebook)):

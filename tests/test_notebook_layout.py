@@ -1,0 +1,65 @@
+"""The notebook as a grader reads it: Parts 4-7 together and first, a short network, cells and lines that fit in a head."""
+import ast
+import json
+import logging
+import re
+
+import papermill
+
+from tools.notebook import NOTEBOOK, code_cells
+
+CELLS = json.loads(NOTEBOOK.read_text())["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+def test_parts_4_to_7_are_consecutive_sections():
+    headings = [line for cell in CELLS if cell["cell_type"] == "markdown"
+                for line in source(cell).splitlines() if line.startswith("## ")]
+    parts = [i for i, h in enumerate(headings) if re.match(r"## Part [4-7]\b", h)]
+    assert [headings[i][:9] for i in parts] == ["## Part 4", "## Part 5", "## Part 6", "## Part 7"]
+    assert parts == list(range(parts[0], parts[0] + 4)), headings
+
+
+def test_the_network_comes_early_and_its_forward_is_short():
+    lines = [source(cell).splitlines() for cell in CELLS if cell["cell_type"] == "code"]
+    before = 0
+    for cell_lines in lines:
+        if any(line.startswith("class myResNet(") for line in cell_lines):
+            before += next(i for i, line in enumerate(cell_lines) if line.startswith("class myResNet("))
+            break
+        before += len(cell_lines)
+    assert before < 0.4 * sum(map(len, lines)), f"class myResNet starts at code line {before}"
+    part7 = next(s for s in code_cells("part7") if "class myResNet(" in s)
+    network = next(n for n in ast.walk(ast.parse(part7)) if isinstance(n, ast.ClassDef) and n.name == "myResNet")
+    forward = next(n for n in network.body if isinstance(n, ast.FunctionDef) and n.name == "forward")
+    assert forward.end_lineno - forward.lineno + 1 <= 10
+
+
+def test_the_stage_table_names_the_stages(nb):
+    table = nb.stage_table(nb.myResNet())
+    assert table["stage"].tolist() == ["stem", "stage1", "stage2", "stage3", "pool", "head"]
+    assert table["parameters"].sum() == nb.count_parameters(nb.myResNet())
+    assert table["output (C, H, W)"].iloc[-1] == (10,)
+
+
+def test_cells_and_lines_are_short():
+    for i, cell in enumerate(CELLS):
+        text = source(cell)
+        long_lines = [line for line in text.splitlines() if len(line) > 120]
+        assert not long_lines, f"cell {i}: {len(long_lines)} lines over 120 characters, e.g. {long_lines[0][:60]}…"
+        if cell["cell_type"] == "code":
+            assert len(text.splitlines()) <= 80, f"cell {i}: {len(text.splitlines())} lines of code"
+        else:
+            assert len(text.split()) <= 250, f"cell {i}: {len(text.split())} words of markdown"
+
+
+def test_papermill_reads_every_parameter(caplog):
+    with caplog.at_level(logging.WARNING):
+        found = papermill.inspect_notebook(str(NOTEBOOK))
+    assert not [r for r in caplog.records if "parse" in r.getMessage()], caplog.text
+    assigned = [t.id for node in ast.parse(code_cells("parameters")[0]).body if isinstance(node, ast.Assign)
+                for t in node.targets]
+    assert sorted(found) == sorted(assigned)
