@@ -141,9 +141,9 @@ def test_fp16_training_runs_with_loss_scaling_on_the_cpu():
 
 def test_a_short_run_of_the_recipe_learns(cifar_dir):
     """Ties the recipe to learning: two epochs on 10,000 training images (40 steps) must lift the one-view accuracy
-    of the weights as stored on 2,000 test images far above chance. Measured on the 2-core development VM: seeds 0,
-    1, 2 reach 62.90%, 66.55%, 65.85%; with every learning rate at zero the network stays at 10.55%. The floor sits
-    13 points below the worst seed."""
+    of the weights as stored (4 bits, trained through them in the second epoch) on 2,000 test images far above
+    chance. Measured on the 2-core development VM: seeds 0, 1, 2 reach 54.10%, 52.95%, 57.40%; with every learning
+    rate at zero the network stays at 10.40%. The floor sits 13 points below the worst seed."""
     nb = definitions(DEVICE="cpu", EPOCHS=2, BATCH_SIZE=500, COMPILE=False, AMP="off")
     train_images, train_labels, test_images, test_labels = nb.load_cifar10(cifar_dir)
     torch.manual_seed(0)
@@ -151,7 +151,7 @@ def test_a_short_run_of_the_recipe_learns(cifar_dir):
     nb.train(model, train_images[:10_000], train_labels[:10_000])
     model.load_state_dict(nb.compact_state_dict(model, nb.FILTER_BITS))  # the weights as the .pt stores them
     accuracy = nb.single_view_accuracy(model, test_images[:2000], test_labels[:2000])
-    assert accuracy >= 0.50, f"one-view test accuracy {accuracy:.2%} after the short run"
+    assert accuracy >= 0.40, f"one-view test accuracy {accuracy:.2%} after the short run"
 
 
 def test_filters_as_stored_give_the_stored_models_gradient_and_keep_the_floats(nb):
@@ -192,3 +192,30 @@ def test_training_runs_the_network_as_stored_from_round_from_on(round_from, on_g
     widen.register_forward_pre_hook(lambda module, inputs: seen.append(len(module.weight[0].unique()) <= 15))
     nb.train(model, torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (96,)))
     assert len(seen) == 3 and seen[1:] == [on_grid] * 2  # the first step starts from the (dirac) grid either way
+
+
+def test_statistics_of_gives_the_images_own_statistics_then_restores_training_ones(nb):
+    """Inside the block the eval-mode network normalizes with the statistics of the given images (so it scores them
+    as the training-mode network does on them as one batch); afterwards the moving statistics are back bit for bit."""
+    torch.manual_seed(0)
+    model = nb.myResNet()
+    with torch.no_grad():
+        for weight in nb.filter_banks(model):
+            weight.add_(0.1 * torch.randn_like(weight))
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    norms = [m for m in model.modules() if isinstance(m, nb.myBatchNorm)]
+    moving = [(m.moving_mean.clone(), m.moving_var.clone()) for m in norms]
+    x = nb.raise_contrast(images.float() / 255)
+    with torch.enable_grad():
+        as_one_batch = model.train().logits(x).detach()  # (updates the moving statistics: moved back below)
+    for m, (mean, var) in zip(norms, moving):
+        m.moving_mean.copy_(mean)
+        m.moving_var.copy_(var)
+    stale = model.eval().logits(x)
+    with nb.statistics_of(model, images, batch_size=16):  # four batches, averaged
+        assert model.training and all(m.momentum == nb.BN_MOMENTUM for m in norms)
+        fresh = model.eval().logits(x)
+    torch.testing.assert_close(fresh, as_one_batch, rtol=0, atol=0.05 * as_one_batch.abs().max().item())
+    assert (stale - as_one_batch).abs().max() > 3 * (fresh - as_one_batch).abs().max()
+    assert all(torch.equal(m.moving_mean, mean) and torch.equal(m.moving_var, var)
+               for m, (mean, var) in zip(norms, moving))
