@@ -59,7 +59,7 @@ def main():
         compact = nb.compact_state_dict(float_model, bits)
         model = model_from(compact)
         buffer = io.BytesIO()
-        torch.save({nb.STORED_KEY: nb.deflate(compact)}, buffer)
+        torch.save({nb.STORED_KEY: nb.deflate(compact, bits)}, buffer)
         cells = ""
         for name, (images, labels) in sets.items():
             predictions = nb.predict(model, images)

@@ -188,7 +188,7 @@ def test_the_same_weights_save_to_the_same_bytes(nb, model, tmp_path):
     saved = torch.load(tmp_path / "a.pt")
     assert list(saved) == [nb.STORED_KEY] and saved[nb.STORED_KEY].dtype == torch.uint8
     compact = nb.compact_state_dict(model, nb.FILTER_BITS)
-    inflated = nb.inflate(saved[nb.STORED_KEY], compact)
+    inflated = nb.inflate(saved[nb.STORED_KEY], compact, nb.FILTER_BITS)
     assert inflated.keys() == compact.keys() and all(torch.equal(inflated[k], v) for k, v in compact.items())
     assert (tmp_path / "a.pt").stat().st_size < sum(t.numel() * t.element_size() for t in compact.values())
 
@@ -235,11 +235,27 @@ def test_filter_bits_set_the_stored_levels(nb, model):
         banks = [t for k, t in nb.compact_state_dict(model, bits).items() if k.endswith("_int8")]
         top = 2 ** (bits - 1) - 1
         assert all(t.dtype == torch.int8 and t.flatten(1).abs().amax(1).eq(top).all() for t in banks), bits
-    stored = nb.inflate(nb.stored_state_dict(model)[nb.STORED_KEY], nb.compact_state_dict(model, 8))
+    template = nb.compact_state_dict(model, 8)  # only the shapes and types of the template matter
+    stored = nb.inflate(nb.stored_state_dict(model)[nb.STORED_KEY], template, nb.FILTER_BITS)
     assert all(torch.equal(a, b) for a, b in zip(stored.values(), nb.compact_state_dict(model, nb.FILTER_BITS).values()))
     for bits in (1, 9, 6.0):
         with pytest.raises(ValueError, match="FILTER_BITS must be an integer from 2 to 8"):
             nb.compact_state_dict(model, bits)
+
+
+def test_levels_pack_into_bytes_and_back_at_every_width(nb):
+    assert [nb.levels_per_byte(bits) for bits in range(2, 9)] == [5, 2, 2, 1, 1, 1, 1]  # 3**5 = 243, 15**2 = 225
+    generator = torch.Generator().manual_seed(0)
+    for bits in range(2, 9):
+        top = 2 ** (bits - 1) - 1
+        for count in (1, 7, 1000):  # counts that leave the last byte part full
+            levels = torch.randint(-top, top + 1, (count, 1, 1, 1), generator=generator).to(torch.int8)
+            levels[0] = top
+            packed = nb.pack_levels(levels, bits)
+            assert packed.dtype == torch.uint8 and len(packed) == -(-count // nb.levels_per_byte(bits))
+            assert torch.equal(nb.unpack_levels(packed, levels, bits), levels), (bits, count)
+    pair = nb.pack_levels(torch.tensor([-7, 7], dtype=torch.int8), 4)  # digits 0 and 14 of base 15
+    assert pair.tolist() == [14 * 15]
 
 
 def test_the_state_dict_holds_every_tensor_once(model):

@@ -24,7 +24,7 @@ def test_pt_is_one_deflated_tensor_of_low_bit_filters(nb):
     assert PT.stat().st_size <= 350_000  # 4-bit filters, entropy coded: under 3 bits per parameter (the limit is 6 MB)
     saved = torch.load(PT)  # the default weights_only=True: tensors only, no pickled code
     assert list(saved) == [nb.STORED_KEY] and saved[nb.STORED_KEY].dtype == torch.uint8
-    state = nb.inflate(saved[nb.STORED_KEY], nb.compact_state_dict(nb.myResNet(), nb.FILTER_BITS))
+    state = nb.inflate(saved[nb.STORED_KEY], nb.compact_state_dict(nb.myResNet(), nb.FILTER_BITS), nb.FILTER_BITS)
     int8 = {k: t for k, t in state.items() if k.endswith("conv.weight_int8")}
     assert len(int8) == 9 and all(t.dtype == torch.int8 and t.shape[-2:] == (3, 3) for t in int8.values())
     assert not [k for k, t in state.items() if k.endswith("conv.weight") and t.shape[-2:] == (3, 3)]
