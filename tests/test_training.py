@@ -110,9 +110,12 @@ def test_random_zoom_enlarges_a_crop_of_each_chosen_image(nb):
     torch.testing.assert_close(nb.random_zoom(ramp, 1.0, 32), ramp)  # crops of the full side change nothing
 
 
-def test_amp_setting_picks_the_autocast_dtype(nb):
+@pytest.mark.parametrize("amx", [True, False])
+def test_amp_setting_picks_the_autocast_dtype(nb, monkeypatch, amx):
     cpu = torch.device("cpu")
-    assert nb.autocast_dtype("auto", cpu) is None and nb.autocast_dtype("off", cpu) is None
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert nb.autocast_dtype("auto", cpu) == (torch.bfloat16 if amx else None)  # bf16 only where AMX makes it fast
+    assert nb.autocast_dtype("off", cpu) is None
     assert nb.autocast_dtype("fp16", cpu) == torch.float16 and nb.autocast_dtype("bf16", cpu) == torch.bfloat16
     if torch.cuda.is_available():
         native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
