@@ -44,7 +44,8 @@ from tools.notebook import NOTEBOOK, REPO, code_cells, definitions  # noqa: E402
 PROXY = dict(TEST_SUBSET=2_000, EPOCHS=2)
 RESULTS = REPO / "bench" / "results" / "results.csv"
 FIELDS = ["when", "commit", "mode", "overrides", "seed", "test_accuracy", "natural_accuracy", "test_images",
-          "train_seconds", "device", "device_name", "machine", "train_pflop", "pt_bytes", "epochs", "train_images"]
+          "train_seconds", "device", "device_name", "machine", "train_pflop", "pt_bytes", "epochs", "train_images",
+          "precision"]
 
 
 def machine():
@@ -156,7 +157,8 @@ def print_table(rows, title):
     for r in rows:
         natural = f"{100 * float(r['natural_accuracy']):.2f}" if r.get("natural_accuracy") not in (None, "") else "-"
         print(f"{r['seed']:>4} {100 * float(r['test_accuracy']):>10.2f} {natural:>9} {float(r['train_seconds']):>8.0f} "
-              f"{float(r['train_pflop']):>7.3f} {int(r['pt_bytes']):>10,}  {r['device_name']}, {r.get('machine') or '?'}")
+              f"{float(r['train_pflop']):>7.3f} {int(r['pt_bytes']):>10,}  {r['device_name']}, "
+              f"{r.get('precision') or '?'}, {r.get('machine') or '?'}")
     accuracies = [100 * float(r["test_accuracy"]) for r in rows]
     seconds = [float(r["train_seconds"]) for r in rows]
     spread = statistics.stdev(accuracies) if len(rows) > 1 else 0.0

@@ -5,8 +5,10 @@ operators of an eager forward + backward (torch.profiler), grouped.
     python bench/profile_step.py --compiled   # also the compiled forward + backward (compiles first, a minute)
 
 The parts are the notebook's own functions, called as train() calls them: augmentation (flips, shifts), zoom,
-blur, the contrast floor, forward + backward, the SGD and Muon steps (Muon's Newton-Schulz products inside), a
-lookahead pull, and the per-epoch test curve (per epoch, not per step).
+blur, the contrast floor, forward + backward (fp32, and under bf16 autocast), the SGD and Muon steps (Muon's
+Newton-Schulz products inside), a lookahead pull, and the per-epoch test curve (per epoch, not per step). On a
+virtual machine the timings are only as steady as the host: the share of CPU time the hypervisor took meanwhile
+(steal, from /proc/stat) is printed with them.
 """
 import argparse
 import statistics
@@ -26,6 +28,15 @@ GROUPS = {  # operator name fragments -> group, first match wins
     "element-wise": ("add", "sub", "mul", "div", "pow", "sqrt", "rsqrt", "neg", "fill", "copy", "where", "relu",
                      "threshold", "clamp", "exp", "lerp"),
 }
+
+
+def cpu_times():
+    """(steal, total) CPU ticks since boot from /proc/stat; (0, 0) where there is none."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    except OSError:
+        return 0, 0
+    return ticks[7], sum(ticks)
 
 
 def timed(fn, repeats):
@@ -61,10 +72,12 @@ def main():
     zoomed = nb.random_zoom(shifted, nb.ZOOM_SHARE, nb.ZOOM_MIN_SIDE)
     x = nb.random_blur(zoomed, nb.BLUR).contiguous(memory_format=torch.channels_last)
 
-    def forward_backward(forward=model):
+    def forward_backward(forward=model, dtype=None):
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        loss_fn(forward(nb.raise_contrast(x)), labels).backward()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = loss_fn(forward(nb.raise_contrast(x)).float(), labels)
+        loss.backward()
 
     forward_backward()
     parts = {
@@ -73,6 +86,7 @@ def main():
         "random blur": lambda: nb.random_blur(zoomed, nb.BLUR),
         "contrast floor": lambda: nb.raise_contrast(x),
         "forward + backward, eager": forward_backward,
+        "forward + backward, eager, bf16": lambda: forward_backward(dtype=torch.bfloat16),
         "SGD step": lambda: optimizers[0].step(),
         "Muon step": lambda: optimizers[1].step(),
         "lookahead pull (every 5th step)": lambda: nb.lookahead(model, average, 0.5),
@@ -80,10 +94,15 @@ def main():
     if args.compiled:
         compiled = torch.compile(model)
         parts["forward + backward, compiled"] = lambda: forward_backward(compiled)
+        parts["forward + backward, compiled, bf16"] = lambda: forward_backward(compiled, torch.bfloat16)
     print(f"one step of batch {nb.BATCH_SIZE} on {torch.get_num_threads()} threads, torch {torch.__version__} "
           f"(median of {args.repeats}):")
+    steal_before, total_before = cpu_times()
     for name, fn in parts.items():
         print(f"  {name:36s} {timed(fn, args.repeats):7.3f} s")
+    steal, total = (now - before for now, before in zip(cpu_times(), (steal_before, total_before)))
+    if total:
+        print(f"  (the hypervisor took {steal / total:.0%} of the CPU time meanwhile)")
     curve = test_images[:nb.CURVE_TEST_IMAGES], test_labels[:nb.CURVE_TEST_IMAGES]
     print(f"  {'test curve (per epoch)':36s} {timed(lambda: nb.single_view_accuracy(model, *curve), 1):7.3f} s")
 
