@@ -110,11 +110,13 @@ def test_random_zoom_enlarges_a_crop_of_each_chosen_image(nb):
     torch.testing.assert_close(nb.random_zoom(ramp, 1.0, 32), ramp)  # crops of the full side change nothing
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_amp_setting_picks_the_autocast_dtype(nb, monkeypatch, amx):
+@pytest.mark.parametrize("amx, avx512_bf16", [(True, True), (False, True), (False, False)])
+def test_amp_setting_picks_the_autocast_dtype(nb, monkeypatch, amx, avx512_bf16):
     cpu = torch.device("cpu")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-    assert nb.autocast_dtype("auto", cpu) == (torch.bfloat16 if amx else None)  # bf16 only where AMX makes it fast
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    native = amx or avx512_bf16  # bf16 only where the CPU computes in it; emulated bf16 is slower than fp32
+    assert nb.autocast_dtype("auto", cpu) == (torch.bfloat16 if native else None)
     assert nb.autocast_dtype("off", cpu) is None
     assert nb.autocast_dtype("fp16", cpu) == torch.float16 and nb.autocast_dtype("bf16", cpu) == torch.bfloat16
     if torch.cuda.is_available():
