@@ -74,7 +74,7 @@ def main():
                 state = dict(float_model.state_dict())
                 levels, scale = nb.filter_levels(state[key], bits)
                 state[key] = nb.filter_values(levels, scale)
-                now = entropy_bits([nb.filter_levels(float_model.state_dict()[key], nb.FILTER_BITS)[0]])
+                now = entropy_bits([nb.filter_levels(float_model.state_dict()[key], nb.bank_bits(key, nb.FILTER_BITS))[0]])
                 print(f"{bits} bits: {key:37s} {levels.numel():>8,} {entropy_bits([levels]):>7.2f} {now:>7.2f}"
                       f"{scores(model_from(state))}", flush=True)
         return

@@ -231,14 +231,27 @@ def test_filter_bits_set_the_stored_levels(nb, model):
     with torch.no_grad():
         for conv in (m.conv for m in model.modules() if isinstance(m, nb.myConvolution)):
             conv.weight.normal_()
-    for bits in (nb.FILTER_BITS, 4, 8):
-        banks = [t for k, t in nb.compact_state_dict(model, bits).items() if k.endswith("_int8")]
-        top = 2 ** (bits - 1) - 1
-        assert all(t.dtype == torch.int8 and t.flatten(1).abs().amax(1).eq(top).all() for t in banks), bits
-    template = nb.compact_state_dict(model, 8)  # only the shapes and types of the template matter
-    stored = nb.inflate(nb.stored_state_dict(model)[nb.STORED_KEY], template, nb.FILTER_BITS)
-    assert all(torch.equal(a, b) for a, b in zip(stored.values(), nb.compact_state_dict(model, nb.FILTER_BITS).values()))
-    for bits in (1, 9, 6.0):
+    per_bank = {"": 5, "stage1": 8, "stage1.block": 2, "stage3.block.residual.2": 3}
+    for bits in (nb.FILTER_BITS, 4, 8, per_bank):
+        banks = {k[:-len("_int8")]: t for k, t in nb.compact_state_dict(model, bits).items() if k.endswith("_int8")}
+        assert len(banks) == 9
+        for name, levels in banks.items():
+            top = 2 ** (nb.bank_bits(name, bits) - 1) - 1
+            assert levels.dtype == torch.int8 and levels.flatten(1).abs().amax(1).eq(top).all(), (bits, name)
+        template = nb.compact_state_dict(model, 8)  # only the shapes and types of the template matter
+        compact = nb.compact_state_dict(model, bits)
+        stored = nb.inflate(nb.deflate(compact, bits), template, bits)
+        assert all(torch.equal(a, b) for a, b in zip(stored.values(), compact.values())), bits
+    widths = {name: nb.bank_bits(name, per_bank) for name in nb.filter_banks(model)}
+    assert widths == {"stage1.widen.conv.weight": 8,  # the longest prefix wins...
+                      "stage1.block.residual.0.0.conv.weight": 2, "stage1.block.residual.2.0.conv.weight": 2,
+                      "stage2.widen.conv.weight": 5, "stage2.block.residual.0.0.conv.weight": 5,
+                      "stage2.block.residual.2.0.conv.weight": 5, "stage3.widen.conv.weight": 5,
+                      "stage3.block.residual.0.0.conv.weight": 5,  # ...and only the block's second convolution is at 3
+                      "stage3.block.residual.2.0.conv.weight": 3}
+    assert nb.bank_bits("stage10.widen.conv.weight", {"": 4, "stage1": 6}) == 4  # whole module names only
+    assert nb.filter_widths(model, 4) == "4-bit" and nb.filter_widths(model, per_bank) == "2- to 8-bit"
+    for bits in (1, 9, 6.0, {"stage1": 4}, {"": 4, "stage2": 9}):
         with pytest.raises(ValueError, match="FILTER_BITS must be an integer from 2 to 8"):
             nb.compact_state_dict(model, bits)
 

@@ -29,8 +29,9 @@ def test_pt_is_one_deflated_tensor_of_low_bit_filters(nb):
     assert len(int8) == 9 and all(t.dtype == torch.int8 and t.shape[-2:] == (3, 3) for t in int8.values())
     assert not [k for k, t in state.items() if k.endswith("conv.weight") and t.shape[-2:] == (3, 3)]
     assert all(state[k[:-len("_int8")] + "_scale"].shape == (len(t),) for k, t in int8.items())  # per channel
-    top = 2 ** (nb.FILTER_BITS - 1) - 1  # each channel's largest weight sits on the outermost level
-    assert all(t.flatten(1).abs().amax(1).eq(top).all() for t in int8.values())
+    for key, levels in int8.items():  # each channel's largest weight sits on the outermost level of its bank's width
+        top = 2 ** (nb.bank_bits(key[:-len("_int8")], nb.FILTER_BITS) - 1) - 1
+        assert levels.flatten(1).abs().amax(1).eq(top).all(), key
     assert all(t.dtype == torch.float16 for t in state.values() if t.is_floating_point())
     assert len([k for k in state if k.endswith(".vectors")]) == 9 and not [k for k in state if k.endswith(".gamma")]
 

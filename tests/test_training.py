@@ -164,8 +164,10 @@ def test_filters_as_stored_give_the_stored_models_gradient_and_keep_the_floats(n
     (rounded) filters; on leaving, the float filters are back bit for bit, holding those gradients."""
     torch.manual_seed(0)
     model = nb.myResNet().train()
-    filters = nb.filter_banks(model)
+    banks = nb.filter_banks(model)
+    filters = list(banks.values())
     assert len(filters) == 9 and all(w.shape[-2:] == (3, 3) and w.requires_grad for w in filters)
+    assert list(banks) == [k for k in model.state_dict() if k.endswith("conv.weight") and k in banks]
     with torch.no_grad():
         for weight in filters:
             weight.add_(0.1 * torch.randn_like(weight))
@@ -174,16 +176,16 @@ def test_filters_as_stored_give_the_stored_models_gradient_and_keep_the_floats(n
     stored.load_state_dict(nb.compact_state_dict(model, 4))
     with torch.no_grad():
         for mine, theirs in zip(stored.parameters(), model.parameters()):
-            if not any(mine is w for w in nb.filter_banks(stored)):
+            if not any(mine is w for w in nb.filter_banks(stored).values()):
                 mine.copy_(theirs)
     x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
     F.cross_entropy(stored(x), y).backward()
-    with nb.filters_as_stored(filters, 4):
-        assert all(torch.equal(w, s) for w, s in zip(filters, nb.filter_banks(stored)))
+    with nb.filters_as_stored(banks, 4):
+        assert all(torch.equal(w, s) for w, s in zip(filters, nb.filter_banks(stored).values()))
         assert all(len(w[c].unique()) <= 15 for w in filters for c in range(len(w)))  # 4 bits: 15 levels
         F.cross_entropy(model(x), y).backward()
     assert all(torch.equal(w, f) for w, f in zip(filters, floats))
-    for weight, reference in zip(filters, nb.filter_banks(stored)):
+    for weight, reference in zip(filters, nb.filter_banks(stored).values()):
         torch.testing.assert_close(weight.grad, reference.grad)
 
 
@@ -205,7 +207,7 @@ def test_statistics_of_gives_the_images_own_statistics_then_restores_training_on
     torch.manual_seed(0)
     model = nb.myResNet()
     with torch.no_grad():
-        for weight in nb.filter_banks(model):
+        for weight in nb.filter_banks(model).values():
             weight.add_(0.1 * torch.randn_like(weight))
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     norms = [m for m in model.modules() if isinstance(m, nb.myBatchNorm)]
