@@ -251,6 +251,10 @@ def test_filter_bits_set_the_stored_levels(nb, model):
                       "stage3.block.residual.2.0.conv.weight": 3}
     assert nb.bank_bits("stage10.widen.conv.weight", {"": 4, "stage1": 6}) == 4  # whole module names only
     assert nb.filter_widths(model, 4) == "4-bit" and nb.filter_widths(model, per_bank) == "2- to 8-bit"
+    for written, read in ((4, 3), (dict(per_bank, **{"stage3.block.residual.2": 4}), per_bank)):
+        stored = nb.deflate(nb.compact_state_dict(model, written), written)  # the same byte count either way
+        with pytest.raises(ValueError, match="written with another FILTER_BITS"):
+            nb.inflate(stored, template, read)
     for bits in (1, 9, 6.0, {"stage1": 4}, {"": 4, "stage2": 9}):
         with pytest.raises(ValueError, match="FILTER_BITS must be an integer from 2 to 8"):
             nb.compact_state_dict(model, bits)
