@@ -56,12 +56,13 @@ def machine():
     return f"{names[0] if names else platform.processor() or platform.machine()}, {len(names) or '?'} cores"
 
 
-def natural_accuracy(pt):
-    """Accuracy (0-1) of the .pt on the natural-shift development set; None where the set is absent."""
+def natural_accuracy(pt, overrides):
+    """Accuracy (0-1) of the .pt on the natural-shift development set; None where the set is absent. `overrides`:
+    the notebook parameters the .pt was made with (its FILTER_BITS and architecture decide how it loads)."""
     natural = load_natural(NATURAL)
     if natural is None:
         return None
-    model = definitions(DEVICE="cpu").load_submission(pt)
+    model = definitions(**dict(overrides, DEVICE="cpu")).load_submission(pt)
     return round(evaluate(model, *natural, lambda x, g: x) / 100, 4)
 
 
@@ -116,7 +117,7 @@ def run(parameters, seed, keep=None, natural=False, save_float=False):
             shutil.copytree(out, Path(keep) / f"seed{seed}", dirs_exist_ok=True)
         metrics = json.loads((Path(out) / "metrics.json").read_text())
         if natural:
-            metrics["natural_accuracy"] = natural_accuracy(next(Path(out).glob("*_submission.pt")))
+            metrics["natural_accuracy"] = natural_accuracy(next(Path(out).glob("*_submission.pt")), parameters)
         return metrics
 
 
@@ -201,7 +202,7 @@ def main():
         made_it = [pt for pt in args.record.parent.glob("*_submission.pt")
                    if hashlib.sha256(pt.read_bytes()).hexdigest() == metrics.get("pt_sha256")]
         if made_it:  # the .pt this run wrote is still beside its metrics.json
-            metrics["natural_accuracy"] = natural_accuracy(made_it[0])
+            metrics["natural_accuracy"] = natural_accuracy(made_it[0], overrides)
         row = make_row(metrics, "full", overrides, dict(DOWNLOAD=False, **overrides), commit)
         append_row(row)
         print_table([row], f"recorded {args.record}, commit {commit}")
