@@ -97,7 +97,8 @@ def with_float_weights_saved(notebook, copy):
     """Write to `copy` the notebook with one more cell, before the evaluation, that saves the trained float
     weights to OUTPUT_DIR/float_state.pt."""
     cells = json.loads(Path(notebook).read_text())
-    at = next(i for i, cell in enumerate(cells["cells"]) if cell.get("id") == "c36")  # it rounds to the stored weights
+    at = next(i for i, cell in enumerate(cells["cells"])  # the export cell rounds the model to the stored weights
+              if "export" in cell.get("metadata", {}).get("tags", []))
     cells["cells"].insert(at, {"cell_type": "code", "id": "bench-save-float", "metadata": {}, "outputs": [],
                                "execution_count": None, "source": "if train_now:\n    torch.save("
                                "{k: v.cpu() for k, v in model.state_dict().items()}, out_dir / 'float_state.pt')\n"})

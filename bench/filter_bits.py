@@ -79,12 +79,12 @@ def main():
                       f"{scores(model_from(state))}", flush=True)
         return
     for bits in args.bits:
-        compact = nb.compact_state_dict(float_model, bits)
+        stored = nb.stored_state_dict(float_model, bits)
         buffer = io.BytesIO()
-        torch.save({nb.STORED_KEY: nb.deflate(compact, bits)}, buffer)
-        banks = [t for k, t in compact.items() if k.endswith("_int8")]
-        print(f"{bits:>4} {buffer.getbuffer().nbytes:>10,} {entropy_bits(banks):>7.2f}{scores(model_from(compact))}",
-              flush=True)
+        torch.save(stored, buffer)
+        banks = [nb.filter_levels(w, nb.bank_bits(k, bits))[0] for k, w in nb.filter_banks(float_model).items()]
+        print(f"{bits:>4} {buffer.getbuffer().nbytes:>10,} {entropy_bits(banks):>7.2f}"
+              f"{scores(model_from(nb.expand_stored(nb.myResNet(), stored, bits)))}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -60,7 +60,7 @@ def main():
     train_images, train_labels, test_images, test_labels = nb.load_cifar10(args.data_dir)
     torch.manual_seed(0)
     model = nb.myResNet().to(memory_format=torch.channels_last)
-    model.whiten_from(train_images[:5000])
+    model.whiten_from(train_images[:5000], nb.WHITEN_EPS)
     model.train()
     batch = torch.randperm(len(train_images))[:nb.BATCH_SIZE]
     images, labels = train_images[batch], train_labels[batch]

@@ -101,7 +101,7 @@ def run(notebook, data, params, seed, suite):
     start = time.perf_counter()
     history = nb.train(model, train_images.to(device), train_labels.to(device))  # the recipe of the configured module
     train_seconds = time.perf_counter() - start
-    model.load_state_dict(nb.compact_state_dict(model, nb.FILTER_BITS))  # exactly the weights the export saves
+    model.load_state_dict(nb.stored_state_dict(model))  # exactly the weights the export saves
     model.eval()
     result = {"seed": seed, "train_seconds": round(train_seconds, 2),
               "epoch_seconds": [round(h["seconds"], 2) for h in history],

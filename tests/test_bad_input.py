@@ -42,26 +42,36 @@ def test_truncated_batch_names_the_file(nb, tmp_path):
 
 
 def test_pt_of_another_architecture_is_a_clear_error(nb, tmp_path):
-    other = definitions(DEVICE="cpu", WIDTHS=(16, 32, 64))
+    other = nb.myResNet(widths=(16, 32, 64))
     path = tmp_path / "other.pt"
-    torch.save(other.myResNet().state_dict(), path)
+    torch.save(other.state_dict(), path)
     with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet") as info:
         nb.load_submission(path)
     assert "size mismatch" not in str(info.value)
-    other.save_submission(other.myResNet(), path)  # the stored (deflated) form
-    with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet"):
-        nb.load_submission(path)
+    nb.save_submission(other, path)  # the stored (coded) form
+    for load in (nb.load_submission, lambda pt: nb.myResNet().load_state_dict(torch.load(pt))):  # the grader's way
+        with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet"):
+            load(path)
 
 
 def test_damaged_stored_weights_are_a_clear_error(nb, tmp_path):
     path = tmp_path / "damaged.pt"
-    nb.save_submission(nb.myResNet(), path)
-    stored = torch.load(path)[nb.STORED_KEY]
-    torch.save({nb.STORED_KEY: stored[:len(stored) // 2]}, path)  # a truncated stream
+    model = nb.myResNet()
+    with torch.no_grad():
+        for weight in nb.filter_banks(model).values():
+            weight.normal_()
+    stored = nb.stored_state_dict(model)
+    coded = stored["stage3.filters.coded"].clone()
+    coded[len(coded) // 2:] = 0  # a stream zeroed from its middle on
+    torch.save(dict(stored, **{"stage3.filters.coded": coded}), path)
     with pytest.raises(ValueError, match="damaged"):
         nb.load_submission(path)
     with pytest.raises(ValueError, match="damaged"):
         nb.myResNet().load_state_dict(torch.load(path))  # the grader's way says the same
+    tables = stored["stage2.filters.tables"].clone()
+    tables[0] += 1  # a table that no longer sums to 2**PRECISION
+    with pytest.raises(ValueError, match="damaged"):
+        nb.myResNet().load_state_dict(dict(stored, **{"stage2.filters.tables": tables}))
 
 
 def test_pickled_module_is_a_clear_error(nb, tmp_path):
@@ -90,9 +100,8 @@ def test_failed_write_keeps_the_old_file(nb, tmp_path):
 
 
 def test_non_finite_loss_stops_training():
-    nb = definitions(DEVICE="cpu", WIDTHS=(8, 8, 8), EPOCHS=1, BATCH_SIZE=32, LR=float("inf"), COMPILE=False,
-                     AMP="off")
-    model = nb.myResNet()
+    nb = definitions(DEVICE="cpu", EPOCHS=1, BATCH_SIZE=32, LR=float("inf"), COMPILE=False, AMP="off")
+    model = nb.myResNet(widths=(8, 8, 8))
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (64,))
     with pytest.raises(FloatingPointError, match="lower LR"):

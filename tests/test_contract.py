@@ -1,4 +1,7 @@
 """Part 7 and the model contract: RGB in [0, 1] of any size >= 32 in, N×10 logits out, under 6 MB."""
+import zipfile
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,7 +26,7 @@ def test_builds_with_no_arguments_and_fits_6_mb(nb, model):
     state = model.state_dict()
     fp32_bytes = sum(t.numel() * 4 for t in state.values() if t.is_floating_point())
     assert fp32_bytes < 6e6, f"{fp32_bytes:,} bytes in fp32"
-    stored_bytes = sum(t.numel() * t.element_size() for t in nb.compact_state_dict(model, nb.FILTER_BITS).values())
+    stored_bytes = sum(t.numel() * t.element_size() for t in nb.stored_state_dict(model).values())
     assert stored_bytes < fp32_bytes / 3.9, f"{stored_bytes:,} bytes stored"
 
 
@@ -185,64 +188,71 @@ def test_the_same_weights_save_to_the_same_bytes(nb, model, tmp_path):
     nb.save_submission(model, tmp_path / "a.pt")
     nb.save_submission(model, tmp_path / "b.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
-    saved = torch.load(tmp_path / "a.pt")
-    assert list(saved) == [nb.STORED_KEY] and saved[nb.STORED_KEY].dtype == torch.uint8
-    compact = nb.compact_state_dict(model, nb.FILTER_BITS)
-    inflated = nb.inflate(saved[nb.STORED_KEY], compact, nb.FILTER_BITS)
-    assert inflated.keys() == compact.keys() and all(torch.equal(inflated[k], v) for k, v in compact.items())
-    assert (tmp_path / "a.pt").stat().st_size < sum(t.numel() * t.element_size() for t in compact.values())
 
 
-def test_the_compact_state_dict_loads_the_ordinary_way_and_a_float_one_still_does(nb, model, tmp_path):
+def test_the_pt_names_the_network_parts_and_shares_one_buffer_per_dtype(nb, model, tmp_path):
+    saved = nb.stored_state_dict(model)
+    assert list(saved) == ["stem.rest"] + [f"stage{i}.{name}" for i in (1, 2, 3) for name in (
+        "filters.coded", "filters.tables", "filters.scales", "rest")] + ["head.rest"]
+    assert {t.dtype for k, t in saved.items() if k.endswith(("coded", "tables"))} == {torch.int16}
+    assert {t.dtype for k, t in saved.items() if k.endswith(("scales", "rest"))} == {torch.float16}
+    assert len({t.untyped_storage().data_ptr() for t in saved.values()}) == 2  # one buffer per dtype
+    nb.save_submission(model, tmp_path / "a.pt")
+    with zipfile.ZipFile(tmp_path / "a.pt") as archive:
+        assert len([n for n in archive.namelist() if "/data/" in n]) == 2
+    loaded = torch.load(tmp_path / "a.pt")  # weights_only=True, the default
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], v) for k, v in saved.items())
+
+
+def test_the_stored_state_dict_loads_the_ordinary_way_and_a_float_one_still_does(nb, model, tmp_path):
     with torch.no_grad():
         for conv in (m.conv for m in model.modules() if isinstance(m, nb.myConvolution)):
             conv.weight.normal_()  # away from the dirac start, so that rounding shows
+        for norm in (m for m in model.modules() if isinstance(m, nb.myBatchNorm)):
+            norm.beta.normal_()
+            norm.moving_var.uniform_(0.5, 2)
     nb.save_submission(model, tmp_path / "a.pt")
-    saved = torch.load(tmp_path / "a.pt")
     fresh = nb.myResNet()
-    fresh.load_state_dict(saved)  # strict, weights_only=True (the defaults)
-    stored = nb.compact_state_dict(model, nb.FILTER_BITS)  # what the deflated tensor holds (checked in the test above)
+    fresh.load_state_dict(torch.load(tmp_path / "a.pt"))  # strict, weights_only=True (the defaults)
+    banks = nb.filter_banks(model)
     for key, value in model.state_dict().items():
         loaded = fresh.state_dict()[key]
-        if key + "_int8" in stored:  # within half a level of its channel's scale
-            half_level = stored[key + "_scale"].float().view(-1, 1, 1, 1) / 2
+        if key in banks:  # within half a level of its channel's scale
+            half_level = nb.filter_levels(value, nb.FILTER_BITS)[1].float().view(-1, 1, 1, 1) / 2
             assert ((loaded - value).abs() <= half_level * 1.01).all() and not torch.equal(loaded, value), key
         else:
             torch.testing.assert_close(loaded, value.half().to(value.dtype), rtol=0, atol=0)
     again = nb.myResNet()
     again.load_state_dict(fresh.state_dict())  # a float state_dict
     assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in again.state_dict().items())
-    wrapped = torch.nn.ModuleDict({"net": nb.myResNet()})  # the hook reads keys under the model's prefix
-    for state in (saved, stored):  # the .pt, and the compact state_dict it deflates
-        wrapped.load_state_dict({f"net.{k}": v for k, v in state.items()})
-        assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in wrapped["net"].state_dict().items())
-    assert sorted(k for k in stored if k.endswith("_int8")) == sorted(
-        k + "_int8" for k, v in model.state_dict().items() if k.endswith("conv.weight") and v.shape[-2:] == (3, 3))
-    with pytest.raises(RuntimeError, match="stage1.widen.conv.weight_int8"):
-        nb.myResNet().load_state_dict({k: v for k, v in stored.items() if k != "stage1.widen.conv.weight_scale"})
-    assert sorted(k for k in stored if k.endswith(".vectors")) == sorted(
-        name[:-len("gamma")] + "vectors" for name in model.state_dict() if name.endswith(".gamma"))
-    assert not [k for k in stored if k.endswith(nb.BN_VECTORS)]  # each batch norm's four vectors as one tensor
-    with pytest.raises(RuntimeError, match="stage1.norm.vectors"):
-        nb.myResNet().load_state_dict(dict(stored, **{"stage1.norm.vectors": stored["stage1.norm.vectors"][:3]}))
+    stored = nb.stored_state_dict(model)
+    with pytest.raises(RuntimeError, match="Unexpected key.*extra"):
+        nb.myResNet().load_state_dict(dict(stored, extra=torch.zeros(1)))  # strict loading still reports
+    with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet"):
+        nb.myResNet().load_state_dict({k: v for k, v in stored.items() if k != "stage1.filters.scales"})
+    with pytest.raises(ValueError, match="does not hold weights for this notebook's myResNet"):
+        nb.myResNet().load_state_dict(dict(stored, **{"stage2.rest": stored["stage2.rest"][:-1]}))
 
 
-def test_filter_bits_set_the_stored_levels(nb, model):
+def test_a_moved_gamma_is_refused_rather_than_lost(nb):
+    model = nb.myResNet()
+    with torch.no_grad():
+        model.stage2.norm.gamma[0] = 2.0
+    with pytest.raises(ValueError, match="γ"):
+        nb.stored_state_dict(model)
+
+
+def test_every_width_round_trips_exactly_and_a_wrong_width_is_refused(nb, model):
     with torch.no_grad():
         for conv in (m.conv for m in model.modules() if isinstance(m, nb.myConvolution)):
             conv.weight.normal_()
     per_bank = {"": 5, "stage1": 8, "stage1.block": 2, "stage3.block.residual.2": 3}
-    for bits in (nb.FILTER_BITS, 4, 8, per_bank):
-        banks = {k[:-len("_int8")]: t for k, t in nb.compact_state_dict(model, bits).items() if k.endswith("_int8")}
-        assert len(banks) == 9
-        for name, levels in banks.items():
-            top = 2 ** (nb.bank_bits(name, bits) - 1) - 1
-            assert levels.dtype == torch.int8 and levels.flatten(1).abs().amax(1).eq(top).all(), (bits, name)
-        template = nb.compact_state_dict(model, 8)  # only the shapes and types of the template matter
-        compact = nb.compact_state_dict(model, bits)
-        stored = nb.inflate(nb.deflate(compact, bits), template, bits)
-        assert all(torch.equal(a, b) for a, b in zip(stored.values(), compact.values())), bits
-    widths = {name: nb.bank_bits(name, per_bank) for name in nb.filter_banks(model)}
+    banks = nb.filter_banks(model)
+    for bits in (2, 3, 4, 5, 6, 7, 8, per_bank):
+        expanded = nb.expand_stored(nb.myResNet(), nb.stored_state_dict(model, bits), bits)
+        for name, weight in banks.items():
+            assert torch.equal(expanded[name], nb.filter_values(*nb.filter_levels(weight, nb.bank_bits(name, bits))))
+    widths = {name: nb.bank_bits(name, per_bank) for name in banks}
     assert widths == {"stage1.widen.conv.weight": 8,  # the longest prefix wins...
                       "stage1.block.residual.0.0.conv.weight": 2, "stage1.block.residual.2.0.conv.weight": 2,
                       "stage2.widen.conv.weight": 5, "stage2.block.residual.0.0.conv.weight": 5,
@@ -251,28 +261,51 @@ def test_filter_bits_set_the_stored_levels(nb, model):
                       "stage3.block.residual.2.0.conv.weight": 3}
     assert nb.bank_bits("stage10.widen.conv.weight", {"": 4, "stage1": 6}) == 4  # whole module names only
     assert nb.filter_widths(model, 4) == "4-bit" and nb.filter_widths(model, per_bank) == "2- to 8-bit"
-    for written, read in ((4, 3), (dict(per_bank, **{"stage3.block.residual.2": 4}), per_bank)):
-        stored = nb.deflate(nb.compact_state_dict(model, written), written)  # the same byte count either way
-        with pytest.raises(ValueError, match="written with another FILTER_BITS"):
-            nb.inflate(stored, template, read)
+    for written, read in ((4, 3), (4, 5), (dict(per_bank, **{"stage3.block.residual.2": 4}), per_bank)):
+        with pytest.raises(ValueError, match="another FILTER_BITS"):
+            nb.expand_stored(nb.myResNet(), nb.stored_state_dict(model, written), read)
     for bits in (1, 9, 6.0, {"stage1": 4}, {"": 4, "stage2": 9}):
         with pytest.raises(ValueError, match="FILTER_BITS must be an integer from 2 to 8"):
-            nb.compact_state_dict(model, bits)
+            nb.stored_state_dict(model, bits)
 
 
-def test_levels_pack_into_bytes_and_back_at_every_width(nb):
-    assert [nb.levels_per_byte(bits) for bits in range(2, 9)] == [5, 2, 2, 1, 1, 1, 1]  # 3**5 = 243, 15**2 = 225
-    generator = torch.Generator().manual_seed(0)
-    for bits in range(2, 9):
-        top = 2 ** (bits - 1) - 1
-        for count in (1, 7, 1000):  # counts that leave the last byte part full
-            levels = torch.randint(-top, top + 1, (count, 1, 1, 1), generator=generator).to(torch.int8)
-            levels[0] = top
-            packed = nb.pack_levels(levels, bits)
-            assert packed.dtype == torch.uint8 and len(packed) == -(-count // nb.levels_per_byte(bits))
-            assert torch.equal(nb.unpack_levels(packed, levels, bits), levels), (bits, count)
-    pair = nb.pack_levels(torch.tensor([-7, 7], dtype=torch.int8), 4)  # digits 0 and 14 of base 15
-    assert pair.tolist() == [14 * 15]
+@pytest.mark.parametrize("alphabet", [3, 7, 15, 31, 63, 127, 255])
+def test_rans_round_trips_any_symbols_and_ends_where_it_began(nb, alphabet):
+    rng = np.random.default_rng(alphabet)
+    for n_lanes, steps in ((1, 1), (3, 50), (16, 200)):
+        classes = rng.integers(0, nb.SCALE_CLASSES, (steps, n_lanes))
+        skew = rng.dirichlet(np.full(alphabet, 0.3), nb.SCALE_CLASSES)  # some symbols far rarer than others
+        symbols = np.stack([[rng.choice(alphabet, p=skew[c]) for c in row] for row in classes])
+        tables = nb.level_tables(symbols.flatten(), classes.flatten(), alphabet)
+        assert (tables.sum(1) == 1 << nb.PRECISION).all() and (tables >= 1).all()
+        words = nb.rans_encode(symbols, classes, tables)
+        decoded, used = nb.rans_decode(words, classes, tables)
+        assert np.array_equal(decoded, symbols) and used == len(words)
+
+
+def test_rans_comes_close_to_the_entropy(nb):
+    rng = np.random.default_rng(0)
+    probabilities = np.array([0.6, 0.15, 0.15, 0.04, 0.04, 0.01, 0.01])
+    symbols = rng.choice(7, size=(4096, 16), p=probabilities)
+    classes = np.zeros_like(symbols)
+    tables = nb.level_tables(symbols.flatten(), classes.flatten(), 7)
+    bits = 16 * len(nb.rans_encode(symbols, classes, tables))
+    entropy = -(probabilities * np.log2(probabilities)).sum() * symbols.size
+    assert bits < 1.01 * entropy + 32 * 16  # within 1% of the entropy, plus the lanes' final states
+
+
+def test_a_damaged_stream_raises(nb):
+    rng = np.random.default_rng(1)
+    classes = np.zeros((500, 8), dtype=np.int64)
+    symbols = rng.choice(15, size=classes.shape, p=np.r_[0.5, np.full(14, 0.5 / 14)])
+    tables = nb.level_tables(symbols.flatten(), classes.flatten(), 15)
+    words = nb.rans_encode(symbols, classes, tables)
+    with pytest.raises(ValueError, match="damaged"):
+        nb.rans_decode(words[:len(words) // 2], classes, tables)  # cut short
+    flipped = words.copy()
+    flipped[len(words) // 2] ^= 0x5A5A
+    with pytest.raises(ValueError, match="damaged"):
+        nb.rans_decode(flipped, classes, tables)
 
 
 def test_the_state_dict_holds_every_tensor_once(model):

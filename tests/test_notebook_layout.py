@@ -3,6 +3,8 @@ import ast
 import json
 import logging
 import re
+import subprocess
+import sys
 
 import papermill
 
@@ -35,12 +37,14 @@ def test_the_network_comes_early_and_its_forward_is_short():
     part7 = next(s for s in code_cells("part7") if "class myResNet(" in s)
     network = next(n for n in ast.walk(ast.parse(part7)) if isinstance(n, ast.ClassDef) and n.name == "myResNet")
     forward = next(n for n in network.body if isinstance(n, ast.FunctionDef) and n.name == "forward")
-    assert forward.end_lineno - forward.lineno + 1 <= 10
+    assert forward.end_lineno - forward.lineno + 1 <= 6
+    assert len(part7.splitlines()) <= 70
 
 
-def test_the_stage_table_names_the_stages(nb):
+def test_the_stage_table_names_the_parts(nb):
     table = nb.stage_table(nb.myResNet())
-    assert table["stage"].tolist() == ["stem", "stage1", "stage2", "stage3", "pool", "head"]
+    assert table["part"].tolist() == ["stem", "stage1", "stage2", "stage3", "head", "pool"]
+    assert table["output (C, H, W)"].iloc[-2] == (10, 3, 3)  # the classes are scored at every position
     assert table["parameters"].sum() == nb.count_parameters(nb.myResNet())
     assert table["output (C, H, W)"].iloc[-1] == (10,)
 
@@ -63,3 +67,54 @@ def test_papermill_reads_every_parameter(caplog):
     assigned = [t.id for node in ast.parse(code_cells("parameters")[0]).body if isinstance(node, ast.Assign)
                 for t in node.targets]
     assert sorted(found) == sorted(assigned)
+
+
+PARTS_ALONE = """
+import torch
+model = myResNet()
+model.train()
+images = torch.rand(8, 3, 32, 32)  # a training batch: [0, 1] RGB
+logits = model(images)
+torch.nn.functional.cross_entropy(logits, torch.arange(8) % 10).backward()
+assert logits.shape == (8, 10)
+assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+print(sum(p.numel() for p in model.parameters()))
+"""
+
+
+def test_parts_4_to_7_build_and_train_the_network_alone(tmp_path):
+    """The imports and the Part 4-7 cells, nothing else (no parameters cell, nothing defined later), in a fresh
+    interpreter: myResNet() builds, and a training step's forward and backward pass run."""
+    cells = [source for source, tags in tagged_code_cells() if "imports" in tags
+             or any(f"part{i}" in tags for i in (4, 5, 6, 7))]
+    script = tmp_path / "parts.py"
+    script.write_text("\n\n".join(cells) + "\n" + PARTS_ALONE)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.split()[-1]) == nb_parameters()
+
+
+def nb_parameters():
+    from tools.notebook import definitions
+    nb = definitions(DEVICE="cpu")
+    return nb.count_parameters(nb.myResNet())
+
+
+def tagged_code_cells():
+    return [(source(cell), cell.get("metadata", {}).get("tags", [])) for cell in CELLS if cell["cell_type"] == "code"]
+
+
+def test_the_test_time_section_is_at_most_150_code_lines():
+    lines = [line for text, tags in tagged_code_cells() if "testtime" in tags
+             for line in text.splitlines() if line.strip()]
+    assert 0 < len(lines) <= 150, f"{len(lines)} non-blank lines"
+
+
+def test_the_notebook_names_no_repository_file_and_imports_no_compression_library():
+    text = "".join(source(cell) for cell in CELLS)
+    assert "bench/" not in text and "tools/" not in text and "tests/" not in text
+    imported = {alias.name.split(".")[0] for text, _ in tagged_code_cells() for node in ast.walk(ast.parse(text))
+                if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])}
+    assert not imported & {"zlib", "gzip", "bz2", "lzma", "zstandard", "brotli", "lz4", "snappy"}, imported
+    assert not re.search(r"ZIP_(DEFLATED|BZIP2|LZMA)", text)  # the course's zip only bundles the files

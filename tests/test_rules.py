@@ -49,6 +49,8 @@ ALLOWED_NN = {  # torch.nn names each part's code may use
     "part4": {"Module", "Parameter"},
     "part6": {"Module"} | CONTAINERS,
     "part7": {"Module", "Flatten"} | CONTAINERS,
+    "testtime": set(),  # what forward calls outside training: tensor functions only
+    "storage": set(),
 }
 LAYER_LIKE = re.compile(r"conv|pool|norm|linear|relu|gelu|elu|silu|sigmoid|softmax|dropout|functional|interpolate",
                         re.IGNORECASE)
@@ -111,17 +113,7 @@ def test_model_contains_only_allowed_modules(nb):
                 assert type(child) in own, f"{type(child).__name__} is not an allowed layer"
             seen.add(type(child))
     assert not any(issubclass(t, (nn.Linear, nn.modules.batchnorm._BatchNorm)) for t in seen)
-    assert {nb.myResBlock, nb.myBatchNorm, nb.myConvolution, nn.Flatten} <= seen
-
-
-def test_parameters_cell_overrides_reach_the_model():
-    """Overriding knobs after the parameters cell (as papermill does) changes the model that myResNet() builds."""
-    nb = definitions(DEVICE="cpu", BN_MOMENTUM=0.6, WIDTHS=(8, 16, 32))
-    model = nb.myResNet()
-    norms = [m for m in model.modules() if isinstance(m, nb.myBatchNorm)]
-    assert norms and all(m.momentum == 0.6 for m in norms)
-    assert [model.stage1.norm.gamma.numel(), model.stage2.norm.gamma.numel(), model.stage3.norm.gamma.numel()] == [
-        8, 16, 32]
+    assert {nb.myResBlock, nb.myBatchNorm, nb.myConvolution} <= seen
 
 
 def parameter_names():

@@ -20,20 +20,20 @@ def test_set(nb, cifar_dir):
     return images, labels
 
 
-def test_pt_is_one_deflated_tensor_of_low_bit_filters(nb):
-    assert PT.stat().st_size <= 320_000  # 4-bit filters two to a byte, Huffman-coded: about 2.5 bits per parameter
+def test_pt_names_the_network_parts_and_holds_4_bit_filters(nb):
+    assert PT.stat().st_size <= 300_000
     saved = torch.load(PT)  # the default weights_only=True: tensors only, no pickled code
-    assert list(saved) == [nb.STORED_KEY] and saved[nb.STORED_KEY].dtype == torch.uint8
-    state = nb.inflate(saved[nb.STORED_KEY], nb.compact_state_dict(nb.myResNet(), nb.FILTER_BITS), nb.FILTER_BITS)
-    int8 = {k: t for k, t in state.items() if k.endswith("conv.weight_int8")}
-    assert len(int8) == 9 and all(t.dtype == torch.int8 and t.shape[-2:] == (3, 3) for t in int8.values())
-    assert not [k for k, t in state.items() if k.endswith("conv.weight") and t.shape[-2:] == (3, 3)]
-    assert all(state[k[:-len("_int8")] + "_scale"].shape == (len(t),) for k, t in int8.items())  # per channel
-    for key, levels in int8.items():  # each channel's largest weight sits on the outermost level of its bank's width
-        top = 2 ** (nb.bank_bits(key[:-len("_int8")], nb.FILTER_BITS) - 1) - 1
+    parts = {key.split(".")[0] for key in saved}
+    assert parts == {"stem", "stage1", "stage2", "stage3", "head"} and len(saved) >= 5
+    assert all(key.endswith((".rest", ".filters.coded", ".filters.tables", ".filters.scales")) for key in saved)
+    model = nb.myResNet()
+    state = nb.expand_stored(model, saved)
+    for key, weight in nb.filter_banks(model).items():  # each channel's largest weight on the outermost level
+        levels, scale = nb.filter_levels(state[key], nb.bank_bits(key, nb.FILTER_BITS))
+        top = 2 ** (nb.bank_bits(key, nb.FILTER_BITS) - 1) - 1
         assert levels.flatten(1).abs().amax(1).eq(top).all(), key
-    assert all(t.dtype == torch.float16 for t in state.values() if t.is_floating_point())
-    assert len([k for k in state if k.endswith(".vectors")]) == 9 and not [k for k in state if k.endswith(".gamma")]
+        assert torch.equal(nb.filter_values(levels, scale), state[key]), key  # the levels, exactly
+    assert all((state[key] == 1).all() for key in state if key.endswith(".gamma"))
 
 
 def test_csv_format_and_accuracy(test_set):

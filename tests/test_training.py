@@ -17,12 +17,12 @@ def test_whitening_filters_decorrelate_patches(nb):
 
 
 def test_whiten_from_sets_the_frozen_stem():
-    nb = definitions(DEVICE="cpu", WHITEN_EPS=5e-4)
+    nb = definitions(DEVICE="cpu")
     model = nb.myResNet()
     whiten = model.stem.whiten.conv
     images = torch.randint(0, 256, (50, 3, 32, 32), dtype=torch.uint8)
     before = whiten.weight.clone()
-    model.whiten_from(images)
+    model.whiten_from(images, eps=5e-4)
     assert not whiten.weight.requires_grad
     assert not torch.equal(before, whiten.weight)
     x = model.normalize(images.float() / 255)
@@ -40,8 +40,11 @@ def test_convolutions_start_as_identity_and_bn_scale_is_frozen(nb):
         expected[torch.arange(n), torch.arange(n), 1, 1] = 1
         torch.testing.assert_close(conv.weight[:n], expected)
     norms = [m for m in model.modules() if isinstance(m, nb.myBatchNorm)]
-    assert norms and all(not m.gamma.requires_grad and m.beta.requires_grad and m.momentum == nb.BN_MOMENTUM
-                         for m in norms)
+    assert norms and all(not m.gamma.requires_grad and m.beta.requires_grad and m.momentum == 0.4 for m in norms)
+    narrow = nb.myResNet(widths=(8, 16, 32), bn_momentum=0.6)  # the architecture is the constructor's arguments
+    assert all(m.momentum == 0.6 for m in narrow.modules() if isinstance(m, nb.myBatchNorm))
+    assert [narrow.stage1.norm.beta.numel(), narrow.stage2.norm.beta.numel(), narrow.stage3.norm.beta.numel()] == [
+        8, 16, 32]
 
 
 def test_lookahead_moves_the_average_and_resets_the_weights(nb):
@@ -128,10 +131,9 @@ def test_amp_setting_picks_the_autocast_dtype(nb, monkeypatch, amx, avx512_bf16)
 
 def test_fp16_training_runs_with_loss_scaling_on_the_cpu():
     """Colab's T4 path (fp16 autocast + GradScaler), exercised on the CPU."""
-    nb = definitions(DEVICE="cpu", WIDTHS=(8, 8, 8), EPOCHS=3, BATCH_SIZE=32, LR=0.2, SHIFT_LR_SCALE=4, AMP="fp16",
-                     COMPILE=False)
+    nb = definitions(DEVICE="cpu", EPOCHS=3, BATCH_SIZE=32, LR=0.2, SHIFT_LR_SCALE=4, AMP="fp16", COMPILE=False)
     torch.manual_seed(0)
-    model = nb.myResNet()
+    model = nb.myResNet(widths=(8, 8, 8))
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (64,))
     dtypes = set()
@@ -154,7 +156,7 @@ def test_a_short_run_of_the_recipe_learns(cifar_dir):
     torch.manual_seed(0)
     model = nb.myResNet()
     nb.train(model, train_images[:10_000], train_labels[:10_000])
-    model.load_state_dict(nb.compact_state_dict(model, nb.FILTER_BITS))  # the weights as the .pt stores them
+    model.load_state_dict(nb.stored_state_dict(model))  # the weights as the .pt stores them
     accuracy = nb.single_view_accuracy(model, test_images[:2000], test_labels[:2000])
     assert accuracy >= 0.40, f"one-view test accuracy {accuracy:.2%} after the short run"
 
@@ -173,7 +175,7 @@ def test_filters_as_stored_give_the_stored_models_gradient_and_keep_the_floats(n
             weight.add_(0.1 * torch.randn_like(weight))
     floats = [w.detach().clone() for w in filters]
     stored = nb.myResNet().train()  # the stored filters, every other parameter exactly as in model
-    stored.load_state_dict(nb.compact_state_dict(model, 4))
+    stored.load_state_dict(nb.stored_state_dict(model, 4))
     with torch.no_grad():
         for mine, theirs in zip(stored.parameters(), model.parameters()):
             if not any(mine is w for w in nb.filter_banks(stored).values()):
@@ -220,7 +222,7 @@ def test_statistics_of_gives_the_images_own_statistics_then_restores_training_on
         m.moving_var.copy_(var)
     stale = model.eval().logits(x)
     with nb.statistics_of(model, images, batch_size=16):  # four batches, averaged
-        assert model.training and all(m.momentum == nb.BN_MOMENTUM for m in norms)
+        assert model.training and all(m.momentum == 0.4 for m in norms)
         fresh = model.eval().logits(x)
     torch.testing.assert_close(fresh, as_one_batch, rtol=0, atol=0.05 * as_one_batch.abs().max().item())
     assert (stale - as_one_batch).abs().max() > 3 * (fresh - as_one_batch).abs().max()
