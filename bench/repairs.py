@@ -4,10 +4,10 @@ ones), set against the lines of code the repair takes in the notebook.
 
     python bench/repairs.py                             # the committed .pt, all 10,000 test images
     python bench/repairs.py --pt other.pt --images 2000 --corruptions impulse_noise pixelate
-    python bench/repairs.py --repairs "repeated lines" --corruptions pixelate
+    python bench/repairs.py --repairs impulses --corruptions impulse_noise
 
-A repair is switched off by replacing its function in the notebook's namespace with one that returns its input
-(drop_repeated_lines: None for every image), so nothing else of the test-time path changes.
+A repair is switched off by replacing its function in the notebook's namespace with one that returns its input,
+so nothing else of the test-time path changes.
 """
 import argparse
 import ast
@@ -25,7 +25,6 @@ REPAIRS = {
     "impulses": (("median3", "remove_impulses"), ("remove_impulses", lambda images: images)),
     "sensor noise": (("flattest_block_noise", "nonlocal_means", "denoise"), ("denoise", lambda images: images)),
     "contrast floor": (("raise_contrast",), ("raise_contrast", lambda images: images)),
-    "repeated lines": (("drop_repeated_lines",), ("drop_repeated_lines", lambda images: [None] * len(images))),
 }
 
 
