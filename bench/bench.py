@@ -58,7 +58,7 @@ def machine():
 
 def natural_accuracy(pt, overrides):
     """Accuracy (0-1) of the .pt on the natural-shift development set; None where the set is absent. `overrides`:
-    the notebook parameters the .pt was made with (its FILTER_BITS and architecture decide how it loads)."""
+    the notebook parameters the .pt was made with (the test-time reading may depend on them)."""
     natural = load_natural(NATURAL)
     if natural is None:
         return None

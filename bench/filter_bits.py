@@ -84,7 +84,7 @@ def main():
         torch.save(stored, buffer)
         banks = [nb.filter_levels(w, nb.bank_bits(k, bits))[0] for k, w in nb.filter_banks(float_model).items()]
         print(f"{bits:>4} {buffer.getbuffer().nbytes:>10,} {entropy_bits(banks):>7.2f}"
-              f"{scores(model_from(nb.expand_stored(nb.myResNet(), stored, bits)))}", flush=True)
+              f"{scores(model_from(nb.expand_stored(nb.myResNet(), stored)))}", flush=True)
 
 if __name__ == "__main__":
     main()

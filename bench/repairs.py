@@ -25,6 +25,8 @@ REPAIRS = {
     "impulses": (("median3", "remove_impulses"), ("remove_impulses", lambda images: images)),
     "sensor noise": (("flattest_block_noise", "nonlocal_means", "denoise"), ("denoise", lambda images: images)),
     "contrast floor": (("raise_contrast",), ("raise_contrast", lambda images: images)),
+    "repeated lines": (("new_lines",), ("new_lines",
+                                           lambda image, axis: image.new_ones(image.shape[axis], dtype=bool))),
 }
 
 

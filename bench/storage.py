@@ -45,8 +45,9 @@ def main():
     state = nb.expand_stored(model, saved)
     levels_total = per_bank_total = per_class_total = 0
     print(f"  {'bank':<40} {'levels':>8} {'H bank':>7} {'H class':>8}")
+    widths = iter([w for k in saved if k.endswith(".filters.widths") for w in saved[k].tolist()])  # bank order
     for key in nb.filter_banks(model):
-        bits = nb.bank_bits(key, nb.FILTER_BITS)
+        bits = next(widths)
         levels, scale = nb.filter_levels(state[key], bits)
         symbols = levels.flatten().long().numpy() + 2 ** (bits - 1) - 1
         classes = np.repeat(nb.scale_classes(scale), levels[0].numel())
@@ -57,11 +58,11 @@ def main():
         print(f"  {key:<40} {len(symbols):>8,} {entropy_bits(symbols) / len(symbols):>7.3f} "
               f"{per_class / len(symbols):>8.3f}")
     coded_bits = 8 * sum(saved[k].numel() * saved[k].element_size() for k in saved
-                         if k.endswith((".filters.coded", ".filters.tables")))
+                         if k.endswith((".filters.coded", ".filters.widths", ".filters.tables")))
     print(f"\n  levels: {levels_total:,}; entropy per bank {per_bank_total / levels_total:.4f} bits a level "
           f"({per_bank_total / 8:,.0f} bytes), per class {per_class_total / levels_total:.4f} "
           f"({per_class_total / 8:,.0f} bytes)")
-    print(f"  coded (words, lanes' states and tables): {coded_bits / levels_total:.4f} bits a level "
+    print(f"  coded (words, lanes' states, widths and tables): {coded_bits / levels_total:.4f} bits a level "
           f"({coded_bits / 8:,.0f} bytes), {100 * (coded_bits / per_class_total - 1):+.2f}% over the class entropy")
 
     data = args.pt.read_bytes()

@@ -91,15 +91,14 @@ def test_every_sweep_plan_names_only_notebook_parameters():
             notebook.module.bank_bits("stage1.widen.conv.weight", notebook.module.FILTER_BITS)  # a valid width
 
 
-def test_the_development_set_is_scored_with_the_widths_the_pt_was_written_with(tmp_path, monkeypatch):
+def test_the_development_set_is_scored_whatever_widths_the_pt_was_written_with(tmp_path, monkeypatch):
     import bench.bench as bench
     from tools.notebook import definitions
-    widths = {"": 3, "stage1.widen": 6}  # 3-bit levels pack two to a byte like 4-bit ones: read wrongly, they fail
+    widths = {"": 3, "stage1.widen": 6}  # not the notebook's FILTER_BITS: the .pt carries its own widths
     nb = definitions(DEVICE="cpu", FILTER_BITS=widths)
     torch.manual_seed(0)
     nb.save_submission(nb.myResNet(), tmp_path / "made.pt")
     images, labels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.tensor([1, 2, 3, 5])
     monkeypatch.setattr(bench, "load_natural", lambda path: (images, labels))
-    assert 0 <= bench.natural_accuracy(tmp_path / "made.pt", {"FILTER_BITS": widths}) <= 1
-    with pytest.raises(ValueError, match="FILTER_BITS"):
-        bench.natural_accuracy(tmp_path / "made.pt", {})
+    written_with = bench.natural_accuracy(tmp_path / "made.pt", {"FILTER_BITS": widths})
+    assert 0 <= written_with <= 1 and bench.natural_accuracy(tmp_path / "made.pt", {}) == written_with

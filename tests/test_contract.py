@@ -190,8 +190,8 @@ def test_the_same_weights_save_to_the_same_bytes(nb, model, tmp_path):
 def test_the_pt_names_the_network_parts_and_shares_one_buffer_per_dtype(nb, model, tmp_path):
     saved = nb.stored_state_dict(model)
     assert list(saved) == ["stem.rest"] + [f"stage{i}.{name}" for i in (1, 2, 3) for name in (
-        "filters.coded", "filters.tables", "filters.scales", "rest")] + ["head.rest"]
-    assert {t.dtype for k, t in saved.items() if k.endswith(("coded", "tables"))} == {torch.int16}
+        "filters.coded", "filters.widths", "filters.tables", "filters.scales", "rest")] + ["head.rest"]
+    assert {t.dtype for k, t in saved.items() if k.endswith(("coded", "widths", "tables"))} == {torch.int16}
     assert {t.dtype for k, t in saved.items() if k.endswith(("scales", "rest"))} == {torch.float16}
     assert len({t.untyped_storage().data_ptr() for t in saved.values()}) == 2  # one buffer per dtype
     nb.save_submission(model, tmp_path / "a.pt")
@@ -239,14 +239,14 @@ def test_a_moved_gamma_is_refused_rather_than_lost(nb):
         nb.stored_state_dict(model)
 
 
-def test_every_width_round_trips_exactly_and_a_wrong_width_is_refused(nb, model):
+def test_every_width_round_trips_exactly_and_travels_with_the_pt(nb, model):
     with torch.no_grad():
         for conv in (m.conv for m in model.modules() if isinstance(m, nb.myConvolution)):
             conv.weight.normal_()
     per_bank = {"": 5, "stage1": 8, "stage1.block": 2, "stage3.block.residual.2": 3}
     banks = nb.filter_banks(model)
     for bits in (2, 3, 4, 5, 6, 7, 8, per_bank):
-        expanded = nb.expand_stored(nb.myResNet(), nb.stored_state_dict(model, bits), bits)
+        expanded = nb.expand_stored(nb.myResNet(), nb.stored_state_dict(model, bits))  # whatever FILTER_BITS says
         for name, weight in banks.items():
             assert torch.equal(expanded[name], nb.filter_values(*nb.filter_levels(weight, nb.bank_bits(name, bits))))
     widths = {name: nb.bank_bits(name, per_bank) for name in banks}
@@ -258,9 +258,11 @@ def test_every_width_round_trips_exactly_and_a_wrong_width_is_refused(nb, model)
                       "stage3.block.residual.2.0.conv.weight": 3}
     assert nb.bank_bits("stage10.widen.conv.weight", {"": 4, "stage1": 6}) == 4  # whole module names only
     assert nb.filter_widths(model, 4) == "4-bit" and nb.filter_widths(model, per_bank) == "2- to 8-bit"
-    for written, read in ((4, 3), (4, 5), (dict(per_bank, **{"stage3.block.residual.2": 4}), per_bank)):
-        with pytest.raises(ValueError, match="another FILTER_BITS"):
-            nb.expand_stored(nb.myResNet(), nb.stored_state_dict(model, written), read)
+    stored = nb.stored_state_dict(model, per_bank)
+    assert stored["stage1.filters.widths"].tolist() == [8, 2, 2]
+    for damaged in ([8, 2, 3], [8, 2, 9], [8, 2]):  # a width the stream was not written at, out of range, missing
+        with pytest.raises(ValueError, match="another architecture or another storage format|damaged"):
+            nb.expand_stored(nb.myResNet(), {**stored, "stage1.filters.widths": torch.tensor(damaged)})
     for bits in (1, 9, 6.0, {"stage1": 4}, {"": 4, "stage2": 9}):
         with pytest.raises(ValueError, match="FILTER_BITS must be an integer from 2 to 8"):
             nb.stored_state_dict(model, bits)

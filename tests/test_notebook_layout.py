@@ -78,13 +78,19 @@ logits = model(images)
 torch.nn.functional.cross_entropy(logits, torch.arange(8) % 10).backward()
 assert logits.shape == (8, 10)
 assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+copy = myResNet()
+copy.load_state_dict(model.state_dict())  # a float state_dict loads without the storage section
+model.eval(), copy.eval()
+with torch.no_grad():
+    assert torch.equal(copy.logits(images), model.logits(images))  # the bare network, in eval mode
 print(sum(p.numel() for p in model.parameters()))
 """
 
 
 def test_parts_4_to_7_build_and_train_the_network_alone(tmp_path):
     """The imports and the Part 4-7 cells, nothing else (no parameters cell, nothing defined later), in a fresh
-    interpreter: myResNet() builds, and a training step's forward and backward pass run."""
+    interpreter: myResNet() builds, a training step's forward and backward pass run, a float state_dict loads
+    and the bare network scores in eval mode."""
     cells = [source for source, tags in tagged_code_cells() if "imports" in tags
              or any(f"part{i}" in tags for i in (4, 5, 6, 7))]
     script = tmp_path / "parts.py"

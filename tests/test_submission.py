@@ -25,12 +25,15 @@ def test_pt_names_the_network_parts_and_holds_4_bit_filters(nb):
     saved = torch.load(PT)  # the default weights_only=True: tensors only, no pickled code
     parts = {key.split(".")[0] for key in saved}
     assert parts == {"stem", "stage1", "stage2", "stage3", "head"} and len(saved) >= 5
-    assert all(key.endswith((".rest", ".filters.coded", ".filters.tables", ".filters.scales")) for key in saved)
+    assert all(key.endswith((".rest", ".filters.coded", ".filters.widths", ".filters.tables", ".filters.scales"))
+               for key in saved)
     model = nb.myResNet()
     state = nb.expand_stored(model, saved)
-    for key, weight in nb.filter_banks(model).items():  # each channel's largest weight on the outermost level
-        levels, scale = nb.filter_levels(state[key], nb.bank_bits(key, nb.FILTER_BITS))
-        top = 2 ** (nb.bank_bits(key, nb.FILTER_BITS) - 1) - 1
+    widths = [w for key in saved if key.endswith(".filters.widths") for w in saved[key].tolist()]
+    assert widths == [nb.bank_bits(key, nb.FILTER_BITS) for key in nb.filter_banks(model)]  # written as configured
+    for key, bits in zip(nb.filter_banks(model), widths):  # each channel's largest weight on the outermost level
+        levels, scale = nb.filter_levels(state[key], bits)
+        top = 2 ** (bits - 1) - 1
         assert levels.flatten(1).abs().amax(1).eq(top).all(), key
         assert torch.equal(nb.filter_values(levels, scale), state[key]), key  # the levels, exactly
     assert all((state[key] == 1).all() for key in state if key.endswith(".gamma"))

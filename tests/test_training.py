@@ -175,7 +175,7 @@ def test_filters_as_stored_give_the_stored_models_gradient_and_keep_the_floats(n
             weight.add_(0.1 * torch.randn_like(weight))
     floats = [w.detach().clone() for w in filters]
     stored = nb.myResNet().train()  # the stored filters, every other parameter exactly as in model
-    stored.load_state_dict(nb.expand_stored(stored, nb.stored_state_dict(model, 4), 4))
+    stored.load_state_dict(nb.expand_stored(stored, nb.stored_state_dict(model, 4)))
     with torch.no_grad():
         for mine, theirs in zip(stored.parameters(), model.parameters()):
             if not any(mine is w for w in nb.filter_banks(stored).values()):
