@@ -36,7 +36,6 @@ def test_pt_names_the_network_parts_and_holds_4_bit_filters(nb):
         top = 2 ** (bits - 1) - 1
         assert levels.flatten(1).abs().amax(1).eq(top).all(), key
         assert torch.equal(nb.filter_values(levels, scale), state[key]), key  # the levels, exactly
-    assert all((state[key] == 1).all() for key in state if key.endswith(".gamma"))
 
 
 def test_csv_format_and_accuracy(test_set):

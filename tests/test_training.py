@@ -30,7 +30,7 @@ def test_whiten_from_sets_the_frozen_stem():
     torch.testing.assert_close(out @ out.T / out.shape[1], torch.eye(12), rtol=0, atol=0.05)
 
 
-def test_convolutions_start_as_identity_and_bn_scale_is_frozen(nb):
+def test_convolutions_start_as_identity_and_bn_scale_is_learned(nb):
     model = nb.myResNet()
     convs = [m.conv for m in model.modules() if isinstance(m, nb.myConvolution) and m.conv.kernel_size == (3, 3)]
     assert len(convs) == 9
@@ -40,7 +40,7 @@ def test_convolutions_start_as_identity_and_bn_scale_is_frozen(nb):
         expected[torch.arange(n), torch.arange(n), 1, 1] = 1
         torch.testing.assert_close(conv.weight[:n], expected)
     norms = [m for m in model.modules() if isinstance(m, nb.myBatchNorm)]
-    assert norms and all(not m.gamma.requires_grad and m.beta.requires_grad and m.momentum == 0.4 for m in norms)
+    assert norms and all(m.gamma.requires_grad and m.beta.requires_grad and m.momentum == 0.4 for m in norms)
     narrow = nb.myResNet(widths=(8, 16, 32), bn_momentum=0.6)  # the architecture is the constructor's arguments
     assert all(m.momentum == 0.6 for m in narrow.modules() if isinstance(m, nb.myBatchNorm))
     assert [narrow.stage1.norm.beta.numel(), narrow.stage2.norm.beta.numel(), narrow.stage3.norm.beta.numel()] == [
@@ -149,13 +149,14 @@ def test_fp16_training_runs_with_loss_scaling_on_the_cpu():
 def test_a_short_run_of_the_recipe_learns(cifar_dir):
     """Ties the recipe to learning: two epochs on 10,000 training images (40 steps) must lift the one-view accuracy
     of the weights as stored (4 bits, trained through them in the second epoch) on 2,000 test images far above
-    chance. Measured on the 2-core development VM: seeds 0, 1, 2 reach 54.10%, 52.95%, 57.40%; with every learning
-    rate at zero the network stays at 10.40%. The floor sits 13 points below the worst seed."""
+    chance. Measured on a 2-core AMD EPYC VM: seeds 0, 1, 2 reach 54.45%, 57.30%, 50.25%; with every learning rate
+    at zero the network stays at 10.40% (2-core Intel Xeon VM). The floor sits 10 points below the worst seed."""
     nb = definitions(DEVICE="cpu", EPOCHS=2, BATCH_SIZE=500, COMPILE=False, AMP="off")
     train_images, train_labels, test_images, test_labels = nb.load_cifar10(cifar_dir)
     torch.manual_seed(0)
     model = nb.myResNet()
     nb.train(model, train_images[:10_000], train_labels[:10_000])
+    assert all((m.gamma != 1).any() for m in model.modules() if isinstance(m, nb.myBatchNorm))  # γ learns
     model.load_state_dict(nb.stored_state_dict(model))  # the weights as the .pt stores them
     accuracy = nb.single_view_accuracy(model, test_images[:2000], test_labels[:2000])
     assert accuracy >= 0.40, f"one-view test accuracy {accuracy:.2%} after the short run"
