@@ -45,7 +45,7 @@ def test_csv_format_and_accuracy(test_set):
     assert csv["id"].tolist() == list(range(10_000))
     assert csv["label"].between(0, 9).all() and csv["label"].dtype.kind == "i"
     accuracy = (torch.tensor(csv["label"].to_numpy()) == labels).double().mean().item()
-    # the committed submission's floor (93.77%; seeds 0-3 of its recipe: 93.73, 93.64, 93.77, 93.68)
+    # the committed submission's floor (93.77%; seeds 0 and 2 of its recipe: 94.01, 93.77)
     assert accuracy >= 0.935
     assert accuracy == pytest.approx(json.loads(METRICS.read_text())["test_accuracy"], abs=1e-12)
 
